@@ -1,0 +1,1 @@
+"""trpojax: trust-region and Hessian-aided policy-gradient training in JAX."""
