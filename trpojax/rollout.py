@@ -1,0 +1,184 @@
+"""Rollouts: ``lax.scan`` over time of ``jax.vmap``-ed gymnax environments.
+
+:func:`rollout` runs B environments for T steps from wherever they are (continuing rollouts, for
+actor-critic methods such as TRPO and NPG) and returns a time-major :class:`Transition` batch ``[T, B, ...]``.
+:func:`evaluate_policy` runs fresh episodes to their end with a fixed policy. Observations are normalised
+with statistics frozen for the whole rollout; the transitions keep the raw observations so the learner can
+normalise them identically and update the statistics afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from trpojax.distributions import Categorical, DiagGaussian
+from trpojax.envs import EnvSpec, EpisodeStats, env_action, flatten_obs, init_episode_stats
+
+PolicyFn = Callable[[Any, jax.Array], Categorical | DiagGaussian]
+
+
+class Transition(NamedTuple):
+    """One rollout, time-major.
+
+    Attributes:
+        obs: [T, B, obs_dim] raw (flattened) observation s_t the action was taken in.
+        action: [T, B] int32 (discrete) or [T, B, d] float, the unclipped sample.
+        log_prob: [T, B] log pi_old(a_t | s_t) of the unclipped sample.
+        reward: [T, B] r_t.
+        terminated: [T, B] bool, s'_t is terminal.
+        truncated: [T, B] bool, the episode hit its time limit at t (and did not terminate).
+        final_obs: [T, B, obs_dim] raw successor s'_t before any auto-reset.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+
+
+class RunnerState(NamedTuple):
+    """Where B continuing environments are.
+
+    Attributes:
+        env_state: gymnax state pytree with leading [B].
+        obs: [B, obs_dim] raw current observation.
+        episodes: per-env episode accumulators.
+    """
+
+    env_state: Any
+    obs: jax.Array
+    episodes: EpisodeStats
+
+
+def reset_envs(spec: EnvSpec, key: jax.Array, num_envs: int) -> RunnerState:
+    """Reset ``num_envs`` environments with independent keys."""
+    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), spec.params)
+    return RunnerState(env_state=env_state, obs=flatten_obs(spec, obs), episodes=init_episode_stats(num_envs))
+
+
+def rollout(
+    spec: EnvSpec,
+    policy_fn: PolicyFn,
+    params: Any,
+    runner: RunnerState,
+    key: jax.Array,
+    num_steps: int,
+    normalize: Callable[[jax.Array], jax.Array] = lambda obs: obs,
+) -> tuple[RunnerState, Transition]:
+    """Step B environments ``num_steps`` times with actions sampled from ``policy_fn(params, obs)``.
+
+    Args:
+        spec: the environment.
+        policy_fn: (params, normalised obs [B, obs_dim]) -> distribution over actions.
+        params: policy parameters.
+        runner: current env states, observations and episode accumulators.
+        key: PRNG key for action sampling and env transitions.
+        num_steps: T, static.
+        normalize: raw obs -> policy input, fixed over the rollout.
+
+    Returns:
+        ``(runner, transitions)``; transitions are ``[T, B, ...]``. ``runner.episodes.last_*_mean`` hold
+        the mean return and length of the episodes completed in this rollout (unchanged if none).
+    """
+    num_envs = runner.obs.shape[0]
+    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+
+    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
+        env_state, obs, ep_ret, ep_len = carry
+        act_key, env_key = jax.random.split(step_key)
+        dist = policy_fn(params, normalize(obs))
+        action = dist.sample(act_key)
+        log_prob = dist.log_prob(action)
+        next_obs, env_state, reward, terminated, truncated, info = step_env(
+            jax.random.split(env_key, num_envs), env_state, env_action(spec, action), spec.params
+        )
+        reward = reward.astype(jnp.float32)
+        terminated = terminated.astype(bool)
+        truncated = truncated.astype(bool) & ~terminated
+        done = terminated | truncated
+        ep_ret = ep_ret + reward
+        ep_len = ep_len + 1
+        finished = (done, jnp.where(done, ep_ret, 0.0), jnp.where(done, ep_len, 0))
+        transition = Transition(
+            obs=obs,
+            action=action,
+            log_prob=log_prob,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=flatten_obs(spec, info["final_observation"]),
+        )
+        carry = (env_state, flatten_obs(spec, next_obs), jnp.where(done, 0.0, ep_ret), jnp.where(done, 0, ep_len))
+        return carry, (transition, finished)
+
+    init = (runner.env_state, runner.obs, runner.episodes.episode_return, runner.episodes.episode_length)
+    (env_state, obs, ep_ret, ep_len), (transitions, finished) = jax.lax.scan(
+        step, init, jax.random.split(key, num_steps)
+    )
+    done, returns, lengths = finished
+    count = jnp.sum(done)
+    safe = jnp.maximum(count, 1)
+    episodes = EpisodeStats(
+        episode_return=ep_ret,
+        episode_length=ep_len,
+        last_return_mean=jnp.where(count > 0, jnp.sum(returns) / safe, runner.episodes.last_return_mean),
+        last_length_mean=jnp.where(count > 0, jnp.sum(lengths) / safe, runner.episodes.last_length_mean),
+    )
+    return RunnerState(env_state=env_state, obs=obs, episodes=episodes), transitions
+
+
+def evaluate_policy(
+    spec: EnvSpec,
+    policy_fn: PolicyFn,
+    params: Any,
+    key: jax.Array,
+    num_episodes: int,
+    normalize: Callable[[jax.Array], jax.Array] = lambda obs: obs,
+    deterministic: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """Run ``num_episodes`` fresh episodes in parallel to their end (termination or time limit).
+
+    Actions are the distribution's mode when ``deterministic`` (sampled otherwise), clipped to the bounds.
+    Each episode's return is the undiscounted sum of rewards up to and including its first end; the
+    auto-reset after it is masked out.
+
+    Returns:
+        ``(returns [num_episodes], lengths [num_episodes])``.
+    """
+    reset_key, run_key = jax.random.split(key)
+    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_episodes), spec.params
+    )
+    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+
+    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, None]:
+        env_state, obs, alive, total, length = carry
+        act_key, env_key = jax.random.split(step_key)
+        dist = policy_fn(params, normalize(flatten_obs(spec, obs)))
+        action = dist.mode() if deterministic else dist.sample(act_key)
+        obs, env_state, reward, terminated, truncated, _ = step_env(
+            jax.random.split(env_key, num_episodes), env_state, env_action(spec, action), spec.params
+        )
+        total = total + jnp.where(alive, reward.astype(jnp.float32), 0.0)
+        length = length + alive.astype(jnp.int32)
+        alive = alive & ~(terminated.astype(bool) | truncated.astype(bool))
+        return (env_state, obs, alive, total, length), None
+
+    init = (
+        env_state,
+        obs,
+        jnp.ones((num_episodes,), bool),
+        jnp.zeros((num_episodes,), jnp.float32),
+        jnp.zeros((num_episodes,), jnp.int32),
+    )
+    (_, _, _, total, length), _ = jax.lax.scan(
+        step, init, jax.random.split(run_key, spec.max_episode_steps)
+    )
+    return total, length
