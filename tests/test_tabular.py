@@ -166,7 +166,7 @@ def test_frozen_lake_matches_gymnax_step_frequencies(x64):
 
     positions, actions = jnp.meshgrid(jnp.arange(16), jnp.arange(4), indexing="ij")
     keys = jax.random.split(jax.random.PRNGKey(7), num)
-    sample = jax.vmap(jax.vmap(jax.vmap(next_position, (None, 0, 0)), (None, 0, 0)), (0, None, None))
+    sample = jax.jit(jax.vmap(jax.vmap(jax.vmap(next_position, (None, 0, 0)), (None, 0, 0)), (0, None, None)))
     landed, reward = sample(keys, positions, actions)  # [num, 16, 4]
     frequencies = jax.nn.one_hot(landed, 16).mean(0)  # [16, 4, 16]
     live = np.asarray(~jnp.isin(jnp.arange(16), jnp.array([5, 7, 11, 12, 15])))

@@ -14,6 +14,7 @@ J_H(theta) = E[sum_{t<H} gamma^t r(s_t, a_t)].
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import chex
@@ -50,38 +51,35 @@ def _check_policy(mdp: MDP, pi: jax.Array) -> None:
     chex.assert_shape(pi, mdp.r.shape)
 
 
-def random_mdp(
-    key: jax.Array,
-    num_states: int,
-    num_actions: int,
-    gamma: float = 0.9,
-    concentration: float = 1.0,
-) -> MDP:
+def random_mdp(key: jax.Array, num_states: int, num_actions: int, gamma: float = 0.9) -> MDP:
     """Sample a random finite MDP.
 
-    Each next-state distribution P[s, a] and the initial distribution rho are drawn from a symmetric
-    Dirichlet(concentration) (small concentration gives sparse, near-deterministic dynamics); rewards are
-    Uniform[0, 1], so r_max = 1.
+    Each next-state distribution P[s, a] and the initial distribution rho are uniform on the probability
+    simplex (Dirichlet(1, ..., 1), drawn as normalised Exponential(1) variables, which compiles much
+    faster than a Gamma sampler); rewards are Uniform[0, 1], so r_max = 1.
 
     Args:
         key: PRNG key.
         num_states: S.
         num_actions: A.
         gamma: discount factor.
-        concentration: Dirichlet concentration of every row of P and of rho.
 
     Returns:
         An ``MDP`` with P [S, A, S], r [S, A], rho [S] in the default float dtype.
     """
     key_p, key_r, key_rho = jax.random.split(key, 3)
     dtype = jnp.zeros(()).dtype
-    alpha = jnp.full((num_states,), concentration, dtype)
-    P = jax.random.dirichlet(key_p, alpha, (num_states, num_actions), dtype=dtype)
-    r = jax.random.uniform(key_r, (num_states, num_actions), dtype=dtype)
-    rho = jax.random.dirichlet(key_rho, alpha, dtype=dtype)
-    return MDP(P=P, r=r, rho=rho, gamma=jnp.asarray(gamma, dtype))
+    weights = jax.random.exponential(key_p, (num_states, num_actions, num_states), dtype)
+    initial = jax.random.exponential(key_rho, (num_states,), dtype)
+    return MDP(
+        P=weights / jnp.sum(weights, axis=-1, keepdims=True),
+        r=jax.random.uniform(key_r, (num_states, num_actions), dtype),
+        rho=initial / jnp.sum(initial),
+        gamma=jnp.asarray(gamma, dtype),
+    )
 
 
+@functools.partial(jax.jit, static_argnames=("map_name", "is_slippery"))
 def frozen_lake_mdp(gamma: float = 0.95, map_name: str = "4x4", is_slippery: bool = True) -> MDP:
     """The exact MDP of gymnax's ``FrozenLake-misc`` environment.
 
@@ -96,6 +94,8 @@ def frozen_lake_mdp(gamma: float = 0.95, map_name: str = "4x4", is_slippery: boo
         gamma: discount factor.
         map_name: "4x4" or "8x8".
         is_slippery: whether moves slip as in Gymnasium.
+
+    Jitted with ``map_name`` and ``is_slippery`` static.
 
     Returns:
         An ``MDP`` with S = rows * cols states (row-major positions, the env's observations) and A = 4
@@ -260,6 +260,7 @@ def finite_horizon_return(mdp: MDP, pi: jax.Array, horizon: int) -> jax.Array:
     return mdp.rho @ values
 
 
+@functools.partial(jax.jit, static_argnames=("horizon", "num"))
 def sample_trajectories(
     key: jax.Array, mdp: MDP, theta: jax.Array, horizon: int, num: int
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -267,7 +268,8 @@ def sample_trajectories(
 
     s_0 ~ rho, a_t ~ softmax(theta[s_t]), s_{t+1} ~ P(. | s_t, a_t), reward r(s_t, a_t). Absorbing
     states simply keep going, so every step is valid and the mask is all ones; the mean of
-    sum_t gamma^t rewards[:, t] estimates ``finite_horizon_return``.
+    sum_t gamma^t rewards[:, t] estimates ``finite_horizon_return``. Jitted with ``horizon`` and ``num``
+    static.
 
     Args:
         key: PRNG key.
