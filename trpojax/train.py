@@ -31,6 +31,13 @@ from trpojax.envs import EnvSpec, make_env, normalize_obs
 from trpojax.rollout import evaluate_policy
 
 EVAL_KEY_SALT = 0x5EED
+LEADING_METRICS = ("episode_return_mean", "episode_length_mean", "kl", "surrogate_gain", "cg_iters", "value_loss")
+
+
+def metric_order(names: Sequence[str]) -> list[str]:
+    """Column order for metrics.csv: the common metrics first, then the rest alphabetically."""
+    lead = [n for n in LEADING_METRICS if n in names]
+    return lead + sorted(n for n in names if n not in lead)
 
 
 def seed_keys(config: Config) -> jax.Array:
@@ -195,7 +202,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, start_tim
             dt = time.perf_counter() - t0
             train_s += dt
             if writer is None:
-                writer = report.MetricsWriter(out_dir / "metrics.csv", list(metrics))
+                writer = report.MetricsWriter(out_dir / "metrics.csv", metric_order(list(metrics)))
             writer.write_chunk(done_updates + 1, steps_per_update, metrics)
             done_updates += length
             with np.errstate(all="ignore"):
