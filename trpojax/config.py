@@ -88,10 +88,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
-    items = value if isinstance(value, tuple) else (value,)
-    for item in items:
+    items = [(f"{path}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, tuple) else [(path, value)]
+    for where, item in items:
         if isinstance(item, float) and not math.isfinite(item):
-            raise ConfigError(f"{path}: must be a finite number, got {item}")
+            raise ConfigError(f"{where}: must be a finite number, got {item}")
         for key, op, word in (
             ("gt", lambda a, b: a > b, ">"),
             ("ge", lambda a, b: a >= b, ">="),
@@ -100,7 +100,7 @@ def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
         ):
             bound = meta.get(key)
             if bound is not None and not op(item, bound):
-                raise ConfigError(f"{path}: must be {word} {bound}, got {item!r} ({meta['doc']})")
+                raise ConfigError(f"{where}: must be {word} {bound}, got {item!r} ({meta['doc']})")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{path}: must be one of {', '.join(map(str, choices))}, got {value!r}{_close(str(value), choices)}")

@@ -1,0 +1,73 @@
+"""The train CLI end to end on a tiny budget, and its bad-input contract (exit 2, one line, nothing written)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+TINY = [
+    "--set", "total_env_steps=512", "--set", "num_envs=4", "--set", "num_steps=32",
+    "--set", "num_seeds=2", "--set", "eval_episodes=4", "--set", "network.policy_hidden=[16]",
+    "--set", "network.value_hidden=[16]", "--set", "trpo.critic_epochs=1",
+]
+
+
+def run_cli(args, tmp_path):
+    env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", "trpojax.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def test_cli_writes_all_outputs(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *TINY, "--out", str(out), "--quiet"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {"config.yaml", "metrics.csv", "summary.json", "learning_curve.png"} <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("algo", "env", "num_seeds", "env_steps", "eval_return_mean", "eval_return_per_seed",
+                "wall_clock_s", "compile_s", "env_steps_per_s"):
+        assert key in summary
+    assert summary["num_seeds"] == 2 and len(summary["eval_return_per_seed"]) == 2
+    assert summary["env_steps"] == 512
+    lines = (out / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:5] == ["update", "env_steps", "seed", "episode_return_mean", "episode_length_mean"]
+    for col in ("kl", "surrogate_gain", "cg_iters", "value_loss"):
+        assert col in header
+    assert len(lines) == 1 + 4 * 2  # 4 updates x 2 seeds
+    resolved = (out / "config.yaml").read_text()
+    assert "total_env_steps: 512" in resolved and "policy_hidden:\n  - 16" in resolved
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "trpo.max_kll=0.1"], "unknown config key 'trpo.max_kll' (did you mean 'max_kl'?)"),
+        (["--set", "num_envs=abc"], "num_envs: expected int, got str 'abc'"),
+        (["--set", "trpo.max_kl=-0.1"], "trpo.max_kl: must be > 0.0"),
+        (["--set", "num_envs=0"], "num_envs: must be >= 1"),
+        (["--set", "env=Pendulum-v9"], "env: unknown environment 'Pendulum-v9'; did you mean 'Pendulum-v1'"),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, extra, message):
+    out = tmp_path / "run"
+    proc = run_cli(["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *extra, "--out", str(out)], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not out.exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    proc = run_cli(["--config", str(tmp_path / "nope.yaml")], tmp_path)
+    assert proc.returncode == 2
+    assert "cannot read config" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
