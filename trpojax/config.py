@@ -59,6 +59,8 @@ class Config:
     eval_episodes: int = hp(32, "episodes per seed in the final deterministic evaluation", ge=1)
     num_chunks: int = hp(20, "host round-trips over the run (progress, metrics) ~ this many", ge=1)
     compilation_cache: bool = hp(True, "use JAX's persistent compilation cache in the user cache directory")
+    checkpoint_every: int = hp(0, "save a checkpoint every this many updates (0: only at the end)", ge=0)
+    keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
     network: NetworkConfig = section(NetworkConfig, "network shapes")
     trpo: _trpo.Config = section(_trpo.Config, "TRPO hyperparameters (algo: trpo)")
 
