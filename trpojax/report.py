@@ -53,20 +53,27 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
 class MetricsWriter:
     """Append per-update, per-seed metric rows to a CSV file, flushing after each chunk.
 
-    Columns: ``update, env_steps, seed`` then the metric names in the order first given.
+    Columns: ``update, env_steps, seed`` then the metric names in the order first given. With ``append``
+    the rows go after those of an existing file (a resumed run), whose header must name the same columns.
     """
 
-    def __init__(self, path: str | Path, metric_names: Sequence[str]):
+    def __init__(self, path: str | Path, metric_names: Sequence[str], append: bool = False):
         self.path = Path(path)
         self.columns = ["update", "env_steps", "seed", *metric_names]
-        self._file = open(self.path, "w", newline="")  # noqa: SIM115 - closed in close()
+        if append:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), None)
+            if header != self.columns:
+                raise ValueError(f"{self.path} has columns {header}, expected {self.columns}")
+        self._file = open(self.path, "a" if append else "w", newline="")  # noqa: SIM115 - closed in close()
         self._writer = csv.writer(self._file)
-        self._writer.writerow(self.columns)
+        if not append:
+            self._writer.writerow(self.columns)
 
     def write_chunk(
         self, first_update: int, steps_per_update: int, metrics: Mapping[str, np.ndarray]
     ) -> None:
-        """Write ``metrics[name] [num_seeds, n]`` for updates ``first_update .. first_update + n - 1``."""
+        """Write ``metrics[name] [num_seeds, n]`` of updates ``first_update ..`` ``+ n - 1``, then fsync."""
         names = self.columns[3:]
         num_seeds, n = np.shape(metrics[names[0]])
         for j in range(n):
@@ -76,6 +83,7 @@ class MetricsWriter:
                 row += [_fmt(metrics[name][seed, j]) for name in names]
                 self._writer.writerow(row)
         self._file.flush()
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         """Flush and close the file."""
