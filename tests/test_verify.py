@@ -78,6 +78,20 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, ca
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_exits_1_naming_the_first_failing_statement(monkeypatch, tmp_path, capsys):
+    rows = [
+        verify.Row("1 policy gradient theorem", "identity", 2, 1e-15, True, None, None),
+        verify.Row("6 TRPO lower bound", "bound", 2, 0.5, False, -0.1, 1.2),
+        verify.Row("7 monotonic improvement", "bound", 1, 0.1, False, -0.1, None),
+    ]
+    monkeypatch.setattr(verify, "run_suite", lambda num_mdps, seed: rows)
+    assert verify.main(["--mdps", "2", "--json", str(tmp_path / "rows.json")]) == 1
+    err = capsys.readouterr().err
+    assert "6 TRPO lower bound" in err and "7 monotonic" not in err
+    saved = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [row["holds"] for row in saved] == [True, False, False]
+
+
 def test_run_suite_rejects_no_mdps():
     with pytest.raises(ValueError, match="num_mdps"):
         verify.run_suite(num_mdps=0)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -257,9 +258,9 @@ def check_surrogate_gap(eta_new, surrogate_new, alpha, eps, gamma, margin=0.0) -
     return _bound(abs(float(eta_new) - float(surrogate_new)), rhs, margin)
 
 
-def penalty_coefficient(eps, gamma) -> float:
-    """C = 4 eps gamma / (1-gamma)^2 of Schulman et al. (2015, Theorem 1)."""
-    return 4.0 * float(eps) * float(gamma) / (1.0 - float(gamma)) ** 2
+def penalty_coefficient(eps, gamma):
+    """C = 4 eps gamma / (1-gamma)^2 of Schulman et al. (2015, Theorem 1); floats or traced scalars."""
+    return 4.0 * eps * gamma / (1.0 - gamma) ** 2
 
 
 def check_trpo_lower_bound(eta_new, surrogate_new, kl, eps, gamma, margin=0.0) -> Check:
@@ -271,7 +272,8 @@ def check_trpo_lower_bound(eta_new, surrogate_new, kl, eps, gamma, margin=0.0) -
         eta_new: eta(pi'); surrogate_new: L_pi(pi'); kl: D_KL^max(pi, pi'); eps: max |A_pi|;
         gamma: discount; margin: slack required.
     """
-    return _bound(float(surrogate_new) - float(eta_new), penalty_coefficient(eps, gamma) * float(kl), margin)
+    rhs = penalty_coefficient(float(eps), float(gamma)) * float(kl)
+    return _bound(float(surrogate_new) - float(eta_new), rhs, margin)
 
 
 def check_monotonic_improvement(etas, margin=0.0) -> Check:
@@ -399,6 +401,7 @@ def check_gradient_variance(samples, exact, r_max, score_bound, gamma, margin=0.
 
 def tabular_score(theta: jax.Array) -> jax.Array:
     """grad_theta log softmax(theta)[s, a] for every (s, a); [S, A] -> [S, A, S * A]."""
+    chex.assert_rank(theta, 2)
     jacobian = jax.jacobian(lambda th: jax.nn.log_softmax(th, axis=-1))(theta)
     return jacobian.reshape(theta.shape + (-1,))
 
@@ -494,11 +497,12 @@ def improvement_path(
     Returns:
         [K + 1] eta(pi_0), ..., eta(pi_K).
     """
+    chex.assert_rank(theta, 2)
     optimizer = optax.adam(learning_rate)
 
     def outer(theta_i, _):
         pi_i = softmax_policy(theta_i)
-        penalty = 4.0 * jnp.max(jnp.abs(advantages(mdp, pi_i))) * mdp.gamma / (1.0 - mdp.gamma) ** 2
+        penalty = penalty_coefficient(jnp.max(jnp.abs(advantages(mdp, pi_i))), mdp.gamma)
 
         def objective(th):
             pi = softmax_policy(th)
@@ -541,6 +545,7 @@ def trust_region_quantities(
     and d^pi held fixed; F is its Hessian at theta_old (Schulman et al. 2015, Appendix C). Steps Delta_k
     = 2^-k u, k < num_scales, along the unit natural-gradient direction u of (F + damping I)^-1 g.
     """
+    chex.assert_rank(theta, 2)
     pi = softmax_policy(theta)
     weights = discounted_visitation(mdp, pi)
     size = theta.size
@@ -592,6 +597,7 @@ def estimator_quantities(
     The oracles are autodiff of the exact J_H(theta) = finite_horizon_return(mdp, softmax(theta), H):
     its gradient and its forward-over-reverse Hessian-vector product with v [S, A].
     """
+    chex.assert_equal_shape([theta, v])
     states, actions, rewards, mask = sample_trajectories(key, mdp, theta, horizon, num)
 
     def per_trajectory(s, a, r, m):
