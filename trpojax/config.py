@@ -20,8 +20,13 @@ from typing import Any
 
 import yaml
 
+from trpojax.algos import harpg as _harpg
+from trpojax.algos import npg as _npg
+from trpojax.algos import pg_igt as _pg_igt
 from trpojax.algos import registry
+from trpojax.algos import reinforce as _reinforce
 from trpojax.algos import trpo as _trpo
+from trpojax.algos.episodic import EPISODIC_ALGOS
 from trpojax.envs import UnknownEnvError, check_env_name, make_env
 from trpojax.hparams import config_dataclass, field_types, hp, is_config_class, section
 from trpojax.networks import ACTIVATIONS
@@ -50,8 +55,8 @@ class Config:
     seed: int = hp(0, "base seed; seed i of a run uses fold_in(PRNGKey(seed), i)", ge=0)
     num_seeds: int = hp(1, "independent seeds run as one vmapped program", ge=1)
     total_env_steps: int = hp(100_000, "environment steps per seed (rounded down to whole updates)", ge=1)
-    num_envs: int = hp(8, "parallel environments per seed", ge=1)
-    num_steps: int = hp(128, "rollout length per environment per update", ge=1)
+    num_envs: int = hp(8, "parallel environments per seed (episodic algos: trajectories per gradient)", ge=1)
+    num_steps: int = hp(128, "rollout length per environment per update (episodic algos: horizon H)", ge=1)
     gamma: float = hp(0.99, "discount factor", gt=0.0, le=1.0)
     gae_lambda: float = hp(0.95, "GAE lambda", ge=0.0, le=1.0)
     normalize_advantages: bool = hp(True, "standardise advantages over each batch")
@@ -63,6 +68,10 @@ class Config:
     keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
     network: NetworkConfig = section(NetworkConfig, "network shapes")
     trpo: _trpo.Config = section(_trpo.Config, "TRPO hyperparameters (algo: trpo)")
+    npg: _npg.Config = section(_npg.Config, "natural policy gradient hyperparameters (algo: npg)")
+    reinforce: _reinforce.Config = section(_reinforce.Config, "REINFORCE / GPOMDP hyperparameters")
+    pg_igt: _pg_igt.Config = section(_pg_igt.Config, "N-PG-IGT hyperparameters (algo: pg_igt)")
+    harpg: _harpg.Config = section(_harpg.Config, "HARPG / N-HARPG hyperparameters (algo: harpg)")
 
     @property
     def num_updates(self) -> int:
@@ -71,8 +80,9 @@ class Config:
 
     @property
     def steps_per_update(self) -> int:
-        """Environment steps one update consumes, per seed."""
-        return self.num_envs * self.num_steps
+        """Environment steps one update consumes, per seed (HARPG adds its Hessian-vector-product batch)."""
+        trajectories = self.num_envs + (self.harpg.hvp_trajectories if self.algo == "harpg" else 0)
+        return trajectories * self.num_steps
 
 
 ALGO_SECTIONS = tuple(registry())
@@ -214,10 +224,13 @@ def validate(config: Config, given_sections: typing.Sequence[str] = ()) -> None:
         make_env(config.env)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None
+    if config.normalize_obs and config.algo in EPISODIC_ALGOS:
+        raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} (its estimators need one "
+                          "fixed policy function across updates); set normalize_obs: false")
     if config.num_updates < 1:
         raise ConfigError(
             f"total_env_steps: {config.total_env_steps} is less than one update "
-            f"(num_envs * num_steps = {config.steps_per_update})"
+            f"({config.steps_per_update} env steps)"
         )
 
 

@@ -2,6 +2,8 @@
 
 :func:`rollout` runs B environments for T steps from wherever they are (continuing rollouts, for
 actor-critic methods such as TRPO and NPG) and returns a time-major :class:`Transition` batch ``[T, B, ...]``.
+:func:`episodic_rollout` samples n trajectories of horizon H from reset, masked after their first end
+(for the episodic estimators of REINFORCE, N-PG-IGT and HARPG), trajectory-major ``[n, H, ...]``.
 :func:`evaluate_policy` runs fresh episodes to their end with a fixed policy. Observations are normalised
 with statistics frozen for the whole rollout; the transitions keep the raw observations so the learner can
 normalise them identically and update the statistics afterwards.
@@ -182,3 +184,72 @@ def evaluate_policy(
         step, init, jax.random.split(run_key, spec.max_episode_steps)
     )
     return total, length
+
+
+class EpisodeBatch(NamedTuple):
+    """n trajectories of horizon H, each from a fresh reset, trajectory-major (the estimators' layout).
+
+    Attributes:
+        obs: [n, H, obs_dim] raw (flattened) observation s_t the action was taken in.
+        action: [n, H] int32 (discrete) or [n, H, d] float, the unclipped sample a_t.
+        reward: [n, H] r_t where ``mask`` is 1, else 0.
+        mask: [n, H] float32, 1 for the steps up to and including the trajectory's first termination or
+            truncation, 0 after it (the auto-reset's next episode) and never 0 before a 1.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    mask: jax.Array
+
+
+def episodic_rollout(
+    spec: EnvSpec,
+    policy_fn: PolicyFn,
+    params: Any,
+    key: jax.Array,
+    num_trajectories: int,
+    horizon: int,
+) -> EpisodeBatch:
+    """Sample n trajectories tau = (s_0, a_0, r_0, ..., s_{H-1}, a_{H-1}, r_{H-1}), each from a reset.
+
+    The episodic sampler of REINFORCE / GPOMDP, N-PG-IGT and (N-)HARPG (Fatkhullin et al. 2023): every
+    trajectory starts from s_0 ~ rho and runs for exactly ``horizon`` steps under pi_params, so all
+    n * H steps are simulated (and counted as environment steps by the learners) whatever the episode
+    lengths. gymnax resets automatically, so a trajectory is masked from the step after its first
+    termination or truncation: with e the index of that step, mask_t = 1 for t <= e and 0 for t > e
+    (all ones when the episode outlasts the horizon). Masked steps carry the next episode's junk in
+    ``obs``/``action`` and zero reward; estimators ignore them.
+
+    Args:
+        spec: the environment.
+        policy_fn: (params, obs [n, obs_dim]) -> distribution over actions.
+        params: policy parameters theta.
+        key: PRNG key for resets, action sampling and transitions.
+        num_trajectories: n, static.
+        horizon: H, static.
+
+    Returns:
+        The :class:`EpisodeBatch`, arrays ``[n, H, ...]``.
+    """
+    reset_key, run_key = jax.random.split(key)
+    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_trajectories), spec.params
+    )
+    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+
+    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
+        env_state, obs, alive = carry
+        act_key, env_key = jax.random.split(step_key)
+        action = policy_fn(params, obs).sample(act_key)
+        next_obs, env_state, reward, terminated, truncated, _ = step_env(
+            jax.random.split(env_key, num_trajectories), env_state, env_action(spec, action), spec.params
+        )
+        mask = alive.astype(jnp.float32)
+        out = (obs, action, mask * reward.astype(jnp.float32), mask)
+        alive = alive & ~(terminated.astype(bool) | truncated.astype(bool))
+        return (env_state, flatten_obs(spec, next_obs), alive), out
+
+    init = (env_state, flatten_obs(spec, obs), jnp.ones((num_trajectories,), bool))
+    _, time_major = jax.lax.scan(step, init, jax.random.split(run_key, horizon))
+    return EpisodeBatch(*(jnp.swapaxes(x, 0, 1) for x in time_major))

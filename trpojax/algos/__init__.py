@@ -60,6 +60,12 @@ class AlgorithmSpec(NamedTuple):
 
 def registry() -> dict[str, AlgorithmSpec]:
     """Algorithm name (the config's ``algo``) -> its spec."""
-    from trpojax.algos import trpo
+    from trpojax.algos import harpg, npg, pg_igt, reinforce, trpo
 
-    return {"trpo": AlgorithmSpec(trpo.Config, trpo.make_learner)}
+    return {
+        "trpo": AlgorithmSpec(trpo.Config, trpo.make_learner),
+        "npg": AlgorithmSpec(npg.Config, npg.make_learner),
+        "reinforce": AlgorithmSpec(reinforce.Config, reinforce.make_learner),
+        "pg_igt": AlgorithmSpec(pg_igt.Config, pg_igt.make_learner),
+        "harpg": AlgorithmSpec(harpg.Config, harpg.make_learner),
+    }
