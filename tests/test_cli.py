@@ -26,7 +26,8 @@ def run_cli(args, tmp_path):
 
 def test_cli_writes_all_outputs(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *TINY, "--out", str(out), "--quiet"], tmp_path)
+    args = ["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *TINY, "--out", str(out), "--quiet"]
+    proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert {"config.yaml", "metrics.csv", "summary.json", "learning_curve.png"} <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())

@@ -40,7 +40,7 @@ def test_gaussian_kl_entropy_and_log_prob():
     x = np.array([0.1, 0.2])
     ref = sum(
         -0.5 * ((x[i] - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
-        for i, (m, s) in enumerate(zip([0.3, -1.0], np.exp([-0.2, 0.4])))
+        for i, (m, s) in enumerate(zip([0.3, -1.0], np.exp([-0.2, 0.4]), strict=True))
     )
     np.testing.assert_allclose(float(p.log_prob(jnp.asarray(x))[0]), ref, rtol=1e-5)
     ent_mc = -float(jnp.mean(p.log_prob(a)))

@@ -1,10 +1,10 @@
 """Conjugate gradient, Hessian- and Fisher-vector products against dense oracles (float64)."""
 
 import jax
-from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from trpojax.distributions import Categorical, DiagGaussian
 from trpojax.linalg import (

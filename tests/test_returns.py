@@ -48,7 +48,8 @@ def test_gae_matches_reference(x64, seed):
         np.testing.assert_allclose(ret[:, j], ret_ref, rtol=1e-10, atol=1e-12)
     g = discounted_returns(*(jnp.asarray(x) for x in (r, boot, term, trunc)), gamma)
     for j in range(b):
-        np.testing.assert_allclose(g[:, j], reference_returns(r[:, j], boot[:, j], term[:, j], trunc[:, j], gamma), rtol=1e-10)
+        ref = reference_returns(r[:, j], boot[:, j], term[:, j], trunc[:, j], gamma)
+        np.testing.assert_allclose(g[:, j], ref, rtol=1e-10)
 
 
 def test_truncation_bootstraps_and_termination_does_not(x64):

@@ -90,5 +90,5 @@ def test_rejected_update_keeps_parameters(case):
     new_params, metrics = trpo.policy_update(state.policy_params, batch, config, policy.apply)
     assert float(metrics["accepted"]) == 0.0
     assert float(metrics["rejected_updates"]) == 1.0
-    for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(state.policy_params)):
+    for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(state.policy_params), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -115,7 +115,8 @@ def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}: must be {word} {bound}, got {item!r} ({meta['doc']})")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{path}: must be one of {', '.join(map(str, choices))}, got {value!r}{_close(str(value), choices)}")
+        allowed = ", ".join(map(str, choices))
+        raise ConfigError(f"{path}: must be one of {allowed}, got {value!r}{_close(str(value), choices)}")
 
 
 def _coerce(path: str, value: Any, tp: Any) -> Any:
