@@ -132,7 +132,8 @@ def plot_learning_curve(
             std = np.nanstd(values, axis=0)
             lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
     ax.fill_between(steps, lo, hi, alpha=0.15, color="C0", label=f"min-max over {num_seeds} seeds")
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.3, color="C0", label="mean +- std")
+    band_lo, band_hi = np.maximum(mean - std, lo), np.minimum(mean + std, hi)  # never outside the seeds' range
+    ax.fill_between(steps, band_lo, band_hi, alpha=0.3, color="C0", label="mean +- std (within min-max)")
     ax.plot(steps, mean, color="C0", lw=2, label="mean")
     ax.set_xlabel("environment steps per seed")
     ax.set_ylabel(column.replace("_", " "))
