@@ -366,11 +366,11 @@ def run(
             saved_at = update
         return checkpoint.checkpoints_dir(out_dir) / str(update)
 
+    metrics_path = out_dir / "metrics.csv"
     if resume is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         report.write_text_atomic(out_dir / "config.yaml", config_text)
-    metrics_path = out_dir / "metrics.csv"
-    if resume is not None:
+    else:
         checkpoint.discard_after(out_dir, done)
         if metrics_path.exists():
             checkpoint.truncate_metrics(metrics_path, done)
