@@ -319,3 +319,29 @@ def test_npg_rejects_non_finite_advantages():
     assert float(metrics["rejected_updates"]) == 1.0
     for old, new in zip(jax.tree.leaves(params), jax.tree.leaves(new_params), strict=True):
         np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
+
+
+# --- configs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["reinforce", "npg", "pg_igt", "harpg", "nharpg"])
+@pytest.mark.parametrize("env", ["cartpole", "acrobot", "pendulum"])
+def test_method_configs_load(method, env):
+    from pathlib import Path
+
+    from trpojax import config as config_lib
+
+    config = config_lib.load(Path(__file__).parent.parent / "configs" / f"{method}_{env}.yaml")
+    assert config.algo == ("harpg" if method == "nharpg" else method)
+    if config.algo == "harpg":
+        assert config.harpg.normalized == (method == "nharpg")
+        assert config.steps_per_update == (config.num_envs + config.harpg.hvp_trajectories) * config.num_steps
+
+
+def test_episodic_algorithms_reject_observation_normalisation():
+    from trpojax import config as config_lib
+
+    for algo in ("reinforce", "pg_igt", "harpg"):
+        with pytest.raises(config_lib.ConfigError, match="normalize_obs: not supported"):
+            config_lib.from_dict({"algo": algo, "normalize_obs": True})
+    assert config_lib.from_dict({"algo": "npg", "normalize_obs": True}).normalize_obs
