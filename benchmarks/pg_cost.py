@@ -2,8 +2,8 @@
 iteration against one REINFORCE iteration, on the same CartPole-v1 trajectories, side by side.
 
 Targets: B v <= 3x g; one N-HARPG update <= 4x one REINFORCE update on the same batch. The batch is n
-trajectories of horizon H sampled from reset (:func:`trpojax.rollout.episodic_rollout`) with a partly
-trained-looking policy (random init); masked steps are computed like all others, so the cost does not
+trajectories of horizon H sampled from reset (:func:`trpojax.rollout.episodic_rollout`) with the initial
+(random) policy; masked steps are computed like all others, so the cost does not
 depend on episode lengths. N-HARPG's update computes g on the batch and B v on a second batch of the same
 size (here the same trajectories); REINFORCE's computes g and one Adam step. Whole learner steps (sampling
 included: N-HARPG samples two batches) are timed too, for context.
