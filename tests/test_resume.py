@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from trpojax import checkpoint, evaluate, train
+from trpojax import config as config_lib
 
 TINY = """\
 algo: trpo
@@ -211,7 +212,7 @@ def test_value_divergence_stops_after_checkpointing(setup, reference, capsys):
     assert "non-finite value loss at update 1 of seed 0" in err
     path, manifest, _ = checkpoint.latest(out)
     assert manifest["update"] == 0
-    state = checkpoint.load_state(path, train.state_template(train.config_lib.load(out / "config.yaml")))
+    state = checkpoint.load_state(path, train.state_template(config_lib.load(out / "config.yaml")))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.agent))
 
 

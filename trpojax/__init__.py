@@ -19,7 +19,6 @@ from trpojax import (
     returns,
     rollout,
     tabular,
-    train,
 )
 from trpojax.algos import Learner, TrainState, registry
 from trpojax.config import Config, ConfigError
@@ -27,9 +26,22 @@ from trpojax.config import load as load_config
 from trpojax.distributions import Categorical, DiagGaussian
 from trpojax.envs import make_env
 from trpojax.linalg import CGInfo, conjugate_gradient, fisher_vector_product, hessian_vector_product
-from trpojax.train import make_train, make_trainer, seed_keys
 
 __version__ = "0.1.0"
+
+# trpojax.train is imported on first use, not here: ``python -m trpojax.train`` must find it unimported.
+_FROM_TRAIN = ("make_train", "make_trainer", "seed_keys")
+
+
+def __getattr__(name: str):
+    """Resolve ``trpojax.train`` and its re-exported functions lazily."""
+    if name == "train" or name in _FROM_TRAIN:
+        import importlib
+
+        train = importlib.import_module("trpojax.train")
+        return train if name == "train" else getattr(train, name)
+    raise AttributeError(f"module 'trpojax' has no attribute {name!r}")
+
 
 __all__ = [
     "CGInfo",

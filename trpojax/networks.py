@@ -9,12 +9,17 @@ state-independent ``log_std`` parameter vector, as in Schulman et al. (2015).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from trpojax.distributions import Categorical, DiagGaussian
+
+if TYPE_CHECKING:
+    from trpojax.config import NetworkConfig
+    from trpojax.envs import EnvSpec
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish, "elu": nn.elu}
 
@@ -72,3 +77,10 @@ class ValueNetwork(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         return MLP(self.hidden, 1, self.activation, out_scale=1.0)(obs)[..., 0]
+
+
+def make_policy(network: NetworkConfig, spec: EnvSpec) -> PolicyNetwork:
+    """The policy MLP of a run's ``network:`` section for ``spec``'s action space."""
+    return PolicyNetwork(
+        spec.action_dim, spec.discrete, network.policy_hidden, network.activation, network.init_log_std
+    )

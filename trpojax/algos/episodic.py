@@ -10,7 +10,7 @@ offered: the estimators assume one fixed policy function theta -> pi_theta betwe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,20 +21,34 @@ from trpojax.estimators import (
     hessian_vector_product,
     policy_gradient,
 )
-from trpojax.networks import PolicyNetwork
 from trpojax.rollout import EpisodeBatch
 
 if TYPE_CHECKING:
     from trpojax.algos import TrainState
-    from trpojax.config import Config as RunConfig
 
 EPISODIC_ALGOS = ("reinforce", "pg_igt", "harpg")
 
 
-def policy_network(config: RunConfig, spec: EnvSpec) -> PolicyNetwork:
-    """The policy MLP of the run's ``network:`` section for ``spec``'s action space."""
-    net = config.network
-    return PolicyNetwork(spec.action_dim, spec.discrete, net.policy_hidden, net.activation, net.init_log_std)
+class RecursiveState(NamedTuple):
+    """The agent state of the recursive-momentum methods, N-PG-IGT and (N-)HARPG.
+
+    Attributes:
+        policy_params: theta_t.
+        prev_params: theta_{t-1} (theta_0 at t = 0).
+        direction: d_{t-1}, like ``policy_params`` (zeros at t = 0, where it is not used).
+        step: [] int32, t, the number of accepted updates.
+    """
+
+    policy_params: Any
+    prev_params: Any
+    direction: Any
+    step: jax.Array
+
+
+def init_recursive(policy_params: Any) -> RecursiveState:
+    """State at t = 0: theta_{-1} = theta_0, d_{-1} = 0."""
+    zeros = jax.tree.map(jnp.zeros_like, policy_params)
+    return RecursiveState(policy_params, policy_params, zeros, jnp.zeros((), jnp.int32))
 
 
 def make_log_prob_fn(policy_apply: Callable[[Any, jax.Array], Any]) -> LogProbFn:

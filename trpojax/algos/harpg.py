@@ -22,23 +22,25 @@ accepted updates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
 from trpojax.algos.episodic import (
+    RecursiveState,
     episode_metrics,
+    init_recursive,
     initial_train_state,
     make_log_prob_fn,
     mean_hessian_vector_product,
     mean_policy_gradient,
-    policy_network,
 )
 from trpojax.envs import EnvSpec
 from trpojax.estimators import LogProbFn
 from trpojax.hparams import config_dataclass, hp
 from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm, tree_scale
+from trpojax.networks import make_policy
 from trpojax.rollout import EpisodeBatch, episodic_rollout
 from trpojax.schedules import SCHEDULES, schedule_value
 
@@ -63,26 +65,8 @@ class Config:
     hvp_trajectories: int = hp(8, "m, trajectories at theta^_t per Hessian-vector product", ge=1)
 
 
-class HARPGState(NamedTuple):
-    """(N-)HARPG's agent state.
-
-    Attributes:
-        policy_params: theta_t.
-        prev_params: theta_{t-1} (theta_0 at t = 0).
-        direction: d_{t-1}, like ``policy_params`` (zeros at t = 0, where it is not used).
-        step: [] int32, t, the number of accepted updates.
-    """
-
-    policy_params: Any
-    prev_params: Any
-    direction: Any
-    step: jax.Array
-
-
-def init(policy_params: Any) -> HARPGState:
-    """State at t = 0: theta_{-1} = theta_0, d_{-1} = 0."""
-    zeros = jax.tree.map(jnp.zeros_like, policy_params)
-    return HARPGState(policy_params, policy_params, zeros, jnp.zeros((), jnp.int32))
+HARPGState = RecursiveState  # (N-)HARPG's agent state: (theta_t, theta_{t-1}, d_{t-1}, t)
+init = init_recursive  # theta_{-1} = theta_0, d_{-1} = 0
 
 
 def step_schedule(config: Config) -> str:
@@ -165,7 +149,7 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """
     from trpojax.algos import Learner
 
-    policy = policy_network(config, spec)
+    policy = make_policy(config.network, spec)
     log_prob_fn = make_log_prob_fn(policy.apply)
     num_trajectories, num_hvp, horizon = config.num_envs, config.harpg.hvp_trajectories, config.num_steps
 

@@ -17,22 +17,24 @@ counts accepted updates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
 from trpojax.algos.episodic import (
+    RecursiveState,
     episode_metrics,
+    init_recursive,
     initial_train_state,
     make_log_prob_fn,
     mean_policy_gradient,
-    policy_network,
 )
 from trpojax.envs import EnvSpec
 from trpojax.estimators import LogProbFn
 from trpojax.hparams import config_dataclass, hp
 from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm, tree_scale
+from trpojax.networks import make_policy
 from trpojax.rollout import EpisodeBatch, episodic_rollout
 from trpojax.schedules import SCHEDULES, schedule_value
 
@@ -52,26 +54,8 @@ class Config:
     momentum_schedule: str = hp("harmonic_4_5", "eta_t = eta_0 * schedule(t)", choices=SCHEDULES)
 
 
-class IGTState(NamedTuple):
-    """N-PG-IGT's agent state.
-
-    Attributes:
-        policy_params: theta_t.
-        prev_params: theta_{t-1} (theta_0 at t = 0).
-        direction: d_{t-1}, like ``policy_params`` (zeros at t = 0, where it is not used).
-        step: [] int32, t, the number of accepted updates.
-    """
-
-    policy_params: Any
-    prev_params: Any
-    direction: Any
-    step: jax.Array
-
-
-def init(policy_params: Any) -> IGTState:
-    """State at t = 0: theta_{-1} = theta_0, d_{-1} = 0."""
-    zeros = jax.tree.map(jnp.zeros_like, policy_params)
-    return IGTState(policy_params, policy_params, zeros, jnp.zeros((), jnp.int32))
+IGTState = RecursiveState  # N-PG-IGT's agent state: (theta_t, theta_{t-1}, d_{t-1}, t)
+init = init_recursive  # theta_{-1} = theta_0, d_{-1} = 0
 
 
 def momentum_weight(state: IGTState, config: Config) -> jax.Array:
@@ -137,7 +121,7 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind N-PG-IGT to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
     from trpojax.algos import Learner
 
-    policy = policy_network(config, spec)
+    policy = make_policy(config.network, spec)
     log_prob_fn = make_log_prob_fn(policy.apply)
     num_trajectories, horizon = config.num_envs, config.num_steps
 

@@ -26,13 +26,12 @@ from trpojax.algos.episodic import (
     initial_train_state,
     make_log_prob_fn,
     mean_policy_gradient,
-    policy_network,
 )
 from trpojax.envs import EnvSpec
 from trpojax.estimators import LogProbFn, policy_gradient_with_baseline, reward_to_go
 from trpojax.hparams import config_dataclass, hp
 from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm
-from trpojax.networks import ValueNetwork
+from trpojax.networks import ValueNetwork, make_policy
 from trpojax.rollout import EpisodeBatch, episodic_rollout
 
 if TYPE_CHECKING:
@@ -171,7 +170,7 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind REINFORCE to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
     from trpojax.algos import Learner
 
-    policy = policy_network(config, spec)
+    policy = make_policy(config.network, spec)
     value = ValueNetwork(config.network.value_hidden, config.network.activation)
     log_prob_fn = make_log_prob_fn(policy.apply)
     num_trajectories, horizon = config.num_envs, config.num_steps

@@ -1,0 +1,287 @@
+"""What TRPO and NPG share: the batch, the agent state, the natural direction, the critic fit, the learner.
+
+Both collect continuing rollouts of ``num_envs x num_steps``, estimate advantages by GAE(gamma, lambda)
+with a learned critic V, compute the natural direction s = (F + damping I)^{-1} g of the importance-ratio
+surrogate L(theta) = E[pi_theta(a|s) / pi_old(a|s) A(s, a)] by conjugate gradient on Fisher-vector
+products (Kakade 2001; Schulman et al. 2015), and fit V to the GAE returns with Adam. They differ only in
+how far they step along s, which each module's ``policy_update`` decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from trpojax.envs import EnvSpec, init_running_stats, normalize_obs, update_running_stats
+from trpojax.linalg import (
+    CGInfo,
+    conjugate_gradient,
+    make_fisher_vector_product,
+    tree_all_finite,
+    tree_axpy,
+    tree_vdot,
+)
+from trpojax.networks import ValueNetwork, make_policy
+from trpojax.returns import gae_advantages, normalize_advantages
+from trpojax.rollout import reset_envs, rollout
+
+if TYPE_CHECKING:
+    from trpojax.algos import Learner, TrainState
+    from trpojax.config import Config as RunConfig
+
+PolicyApply = Callable[[Any, jax.Array], Any]
+ValueApply = Callable[[Any, jax.Array], jax.Array]
+
+
+class ActorCriticState(NamedTuple):
+    """The agent state of TRPO and NPG.
+
+    Attributes:
+        policy_params: policy network parameters theta.
+        value_params: value network parameters.
+        value_opt_state: Adam moments of the value function (``optax.scale_by_adam``).
+    """
+
+    policy_params: Any
+    value_params: Any
+    value_opt_state: Any
+
+
+class Batch(NamedTuple):
+    """A flattened on-policy batch of N = T * B samples.
+
+    Attributes:
+        obs: [N, obs_dim] (normalised) observations.
+        actions: [N] or [N, d] actions taken.
+        advantages: [N] advantage estimates A(s, a).
+        returns: [N] value targets.
+    """
+
+    obs: jax.Array
+    actions: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+
+
+_ADAM = optax.scale_by_adam()
+
+
+def init(policy_params: Any, value_params: Any) -> ActorCriticState:
+    """Fresh state around initial network parameters."""
+    return ActorCriticState(policy_params, value_params, _ADAM.init(value_params))
+
+
+class NaturalDirection(NamedTuple):
+    """The natural direction of the surrogate at theta_old and what a step along it needs.
+
+    Attributes:
+        surrogate: [] L(theta_old).
+        grad: g = grad L(theta_old), like the parameters.
+        direction: s ~ (F + damping I)^{-1} g from conjugate gradient, like the parameters.
+        curvature: [] s^T (F + damping I) s.
+        valid: [] g and s finite and the curvature finite and positive; a step is safe to take.
+        cg_info: the solver's iterations and residual.
+        surrogate_and_kl: theta -> (L(theta), mean KL(pi_old || pi_theta)), both [].
+        entropy: [] mean entropy of pi_old over the batch.
+    """
+
+    surrogate: jax.Array
+    grad: Any
+    direction: Any
+    curvature: jax.Array
+    valid: jax.Array
+    cg_info: CGInfo
+    surrogate_and_kl: Callable[[Any], tuple[jax.Array, jax.Array]]
+    entropy: jax.Array
+
+
+def natural_direction(
+    policy_params: Any,
+    batch: Batch,
+    policy_apply: PolicyApply,
+    *,
+    cg_iters: int,
+    cg_tol: float | jax.Array,
+    damping: float | jax.Array,
+) -> NaturalDirection:
+    """Solve (F + damping I) s = g by ``cg_iters`` CG steps on Fisher-vector products, F never formed.
+
+    F is the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the average Fisher information);
+    the operator is linearised once (:func:`trpojax.linalg.make_fisher_vector_product`).
+    """
+    chex.assert_rank(batch.advantages, 1)
+    old_dist = jax.lax.stop_gradient(policy_apply(policy_params, batch.obs))
+    old_log_prob = old_dist.log_prob(batch.actions)
+
+    def surrogate_and_kl(params: Any) -> tuple[jax.Array, jax.Array]:
+        dist = policy_apply(params, batch.obs)
+        ratio = jnp.exp(dist.log_prob(batch.actions) - old_log_prob)
+        return jnp.mean(ratio * batch.advantages), jnp.mean(old_dist.kl(dist))
+
+    surrogate, grad = jax.value_and_grad(lambda p: surrogate_and_kl(p)[0])(policy_params)
+    fvp = make_fisher_vector_product(lambda p: surrogate_and_kl(p)[1], policy_params, damping)
+    direction, cg_info = conjugate_gradient(fvp, grad, max_iters=cg_iters, tol=cg_tol)
+    curvature = tree_vdot(direction, fvp(direction))
+    valid = jnp.isfinite(curvature) & (curvature > 0) & tree_all_finite(grad) & tree_all_finite(direction)
+    return NaturalDirection(
+        surrogate=surrogate,
+        grad=grad,
+        direction=direction,
+        curvature=curvature,
+        valid=valid,
+        cg_info=cg_info,
+        surrogate_and_kl=surrogate_and_kl,
+        entropy=jnp.mean(old_dist.entropy()),
+    )
+
+
+def value_update(
+    value_params: Any,
+    opt_state: Any,
+    obs: jax.Array,
+    returns: jax.Array,
+    key: jax.Array,
+    *,
+    learning_rate: float | jax.Array,
+    epochs: int,
+    minibatches: int,
+    value_apply: ValueApply,
+) -> tuple[Any, Any, jax.Array]:
+    """Fit V to ``returns [N]`` by Adam on mean squared error, ``epochs`` shuffled passes of ``minibatches``.
+
+    A remainder of N not divisible by ``minibatches`` is left out of that epoch (a fresh shuffle each epoch).
+
+    Returns:
+        ``(value_params, opt_state, value_loss)``; value_loss is the mean minibatch loss over all steps
+        (the loss on the whole batch when ``epochs`` is 0).
+    """
+    n = returns.shape[0]
+    size = n // minibatches
+
+    def loss_fn(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        return jnp.mean((value_apply(params, x) - y) ** 2)
+
+    def minibatch_step(carry: tuple, idx: jax.Array) -> tuple[tuple, jax.Array]:
+        params, opt = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, obs[idx], returns[idx])
+        updates, opt = _ADAM.update(grads, opt)
+        params = tree_axpy(-learning_rate, updates, params)
+        return (params, opt), loss
+
+    def epoch(carry: tuple, epoch_key: jax.Array) -> tuple[tuple, jax.Array]:
+        perm = jax.random.permutation(epoch_key, n)[: size * minibatches].reshape(minibatches, size)
+        return jax.lax.scan(minibatch_step, carry, perm)
+
+    if epochs == 0:
+        return value_params, opt_state, loss_fn(value_params, obs, returns)
+    (value_params, opt_state), losses = jax.lax.scan(
+        epoch, (value_params, opt_state), jax.random.split(key, epochs)
+    )
+    return value_params, opt_state, jnp.mean(losses)
+
+
+def update_with_critic(
+    policy_update: Callable[[Any, Batch, Any, PolicyApply], tuple[Any, dict[str, jax.Array]]],
+    state: ActorCriticState,
+    batch: Batch,
+    key: jax.Array,
+    config: Any,
+    *,
+    policy_apply: PolicyApply,
+    value_apply: ValueApply,
+) -> tuple[ActorCriticState, dict[str, jax.Array]]:
+    """``policy_update(theta, batch, config, policy_apply)`` then the critic fit of :func:`value_update`.
+
+    ``config`` must carry ``critic_lr``, ``critic_epochs`` and ``critic_minibatches``. The metrics are the
+    policy step's plus ``value_loss``.
+    """
+    policy_params, metrics = policy_update(state.policy_params, batch, config, policy_apply)
+    value_params, opt_state, value_loss = value_update(
+        state.value_params,
+        state.value_opt_state,
+        batch.obs,
+        batch.returns,
+        key,
+        learning_rate=config.critic_lr,
+        epochs=config.critic_epochs,
+        minibatches=config.critic_minibatches,
+        value_apply=value_apply,
+    )
+    return ActorCriticState(policy_params, value_params, opt_state), {**metrics, "value_loss": value_loss}
+
+
+def make_learner(
+    config: RunConfig,
+    spec: EnvSpec,
+    update: Callable[..., tuple[ActorCriticState, dict[str, jax.Array]]],
+    section: str,
+) -> Learner:
+    """Bind an actor-critic ``update`` to an environment: continuing rollouts, GAE, the update.
+
+    Args:
+        config: the run config (static fields fix shapes).
+        spec: the environment.
+        update: ``(state, batch, key, section_config, *, policy_apply, value_apply) -> (state, metrics)``.
+        section: the name of the algorithm's config section (``"trpo"``, ``"npg"``), read from the run
+            config passed to ``step`` so its float fields may be traced.
+    """
+    from trpojax.algos import Learner, TrainState
+
+    policy = make_policy(config.network, spec)
+    value = ValueNetwork(config.network.value_hidden, config.network.activation)
+    num_envs, num_steps, normalize = config.num_envs, config.num_steps, config.normalize_obs
+
+    def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
+        del run_config
+        policy_key, value_key, env_key, key = jax.random.split(key, 4)
+        dummy = jnp.zeros((spec.obs_dim,), jnp.float32)
+        return TrainState(
+            agent=init(policy.init(policy_key, dummy), value.init(value_key, dummy)),
+            obs_stats=init_running_stats(spec.obs_dim),
+            runner=reset_envs(spec, env_key, num_envs),
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+        key, rollout_key, update_key = jax.random.split(state.key, 3)
+        agent = state.agent
+        norm = lambda obs: normalize_obs(state.obs_stats, obs, normalize)  # noqa: E731
+        runner, tr = rollout(spec, policy.apply, agent.policy_params, state.runner, rollout_key, num_steps, norm)
+        obs = norm(tr.obs)
+        advantages, returns = gae_advantages(
+            tr.reward,
+            value.apply(agent.value_params, obs),
+            value.apply(agent.value_params, norm(tr.final_obs)),
+            tr.terminated,
+            tr.truncated,
+            run_config.gamma,
+            run_config.gae_lambda,
+        )
+        flat = lambda x: x.reshape((num_envs * num_steps, *x.shape[2:]))  # noqa: E731
+        advantages = flat(advantages)
+        if config.normalize_advantages:
+            advantages = normalize_advantages(advantages)
+        batch = Batch(obs=flat(obs), actions=flat(tr.action), advantages=advantages, returns=flat(returns))
+        agent, metrics = update(
+            agent,
+            batch,
+            update_key,
+            getattr(run_config, section),
+            policy_apply=policy.apply,
+            value_apply=value.apply,
+        )
+        obs_stats = update_running_stats(state.obs_stats, tr.obs) if normalize else state.obs_stats
+        metrics = {
+            "episode_return_mean": runner.episodes.last_return_mean,
+            "episode_length_mean": runner.episodes.last_length_mean,
+            **metrics,
+        }
+        return TrainState(agent, obs_stats, runner, key, state.update + 1), metrics
+
+    return Learner(init=init_state, step=step, env_steps_per_update=num_envs * num_steps, policy=policy)
