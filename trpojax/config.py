@@ -11,6 +11,7 @@ Configs are pytrees (:mod:`trpojax.hparams`): float hyperparameters are traced l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -195,20 +196,12 @@ def from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Con
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
-    data = _deep_copy(data)
+    data = copy.deepcopy(data)
     for key, value in parse_overrides(overrides):
         _set_path(data, key, value)
     config = build(Config, data)
     validate(config, given_sections=[k for k in data if k in ALGO_SECTIONS])
     return config
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
 
 
 def validate(config: Config, given_sections: typing.Sequence[str] = ()) -> None:
