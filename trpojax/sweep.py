@@ -1,0 +1,345 @@
+"""Sweeps: seeds x hyperparameter grids, one vmapped program per static group, sharded over all devices.
+
+Every (config, seed) pair of a sweep (:mod:`trpojax.sweep_spec` describes the file) is one *run*. Float
+hyperparameters are traced pytree leaves of the config (:mod:`trpojax.hparams`), so configs that differ
+only in floats share one compiled program: their float leaves are stacked along a flat run axis together
+with the seed keys, and the run axis is vmapped and split over every visible device with ``shard_map`` on a
+1-D ``jax.sharding.Mesh`` (padded to a multiple of the device count by repeating the last run; devices
+never communicate). Swept static fields (``num_envs``, hidden sizes, ``algo``, ``env``, ...) split the
+sweep into one program per static group, run one after another. Seed i of every config uses
+``fold_in(PRNGKey(seed), i)``, as ``python -m trpojax.train`` does, so a run's numbers do not depend on the
+sweep around it or on the device count. Per-update metrics are reduced on device to the one curve that is
+written (``episode_return_mean`` per run), and every compiled program's per-device footprint
+(``compiled.memory_analysis()``) is checked against the device memory before anything runs.
+
+Usage::
+
+    python -m trpojax.sweep --config configs/sweeps/trpo_cartpole_maxkl_lambda.yaml [--out DIR] [--quiet]
+
+Writes ``results.csv``, ``curves.csv``, ``summary.md``, ``curves.png`` and ``sweep.yaml`` (the resolved
+sweep) into DIR; see docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import yaml
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from trpojax import report, stats
+from trpojax.config import Config, ConfigError
+from trpojax.envs import normalize_obs
+from trpojax.rollout import evaluate_policy
+from trpojax.sweep_report import SweepResult, describe, interval, plot_curves, summary_markdown, write_csvs
+from trpojax.sweep_spec import GIB, Sweep, config_fields, load_sweep
+from trpojax.train import (
+    EVAL_KEY_SALT,
+    chunk_lengths,
+    enable_compilation_cache,
+    make_learner,
+    seed_keys,
+    strong_types,
+)
+
+RUN_AXIS = "runs"
+
+
+class Group(NamedTuple):
+    """Configs that share every static setting, so they run as one program.
+
+    Attributes:
+        configs: indices into ``Sweep.configs``.
+        label: the swept static settings that set this group apart (empty when nothing static is swept).
+    """
+
+    configs: tuple[int, ...]
+    label: str
+
+
+def group_configs(sweep: Sweep) -> list[Group]:
+    """Split the sweep's configs by static settings (the pytree structure), in first-appearance order."""
+    fields, _ = config_fields()
+    static = [i for i, p in enumerate(sweep.paths) if not fields[p][1]]
+    groups: dict[Any, list[int]] = {}
+    for i, config in enumerate(sweep.configs):
+        groups.setdefault(jax.tree_util.tree_structure(config), []).append(i)
+    return [
+        Group(tuple(members), ", ".join(f"{sweep.paths[k]}={sweep.points[members[0]][k]}" for k in static))
+        for members in groups.values()
+    ]
+
+
+class Program(NamedTuple):
+    """One static group compiled for the device mesh: init, update chunks and evaluation.
+
+    Attributes:
+        group: the configs it runs.
+        runs: real runs, ``len(group.configs) * num_seeds``; the run axis is padded to ``padded``.
+        padded: run-axis length, a multiple of the device count.
+        config_index: [padded] sweep config index of each run (padding repeats the last run).
+        seed_index: [padded] seed index i of each run.
+        keys: [padded, 2] seed keys, sharded over the run axis.
+        run_configs: the configs' float leaves stacked to [padded], sharded over the run axis.
+        init: compiled (keys, run_configs) -> states.
+        chunks: chunk length -> compiled (states, run_configs) -> (states, returns [padded, length]).
+        evaluate: compiled (states, keys) -> mean deterministic eval return [padded].
+        lengths: the chunk lengths, in order (sum = num_updates).
+        env_steps_per_update: environment steps of one update of one run.
+        memory_bytes: the largest per-device footprint of the compiled programs
+            (arguments + outputs + temporaries - aliased, from ``compiled.memory_analysis()``).
+        compile_s: seconds spent compiling.
+    """
+
+    group: Group
+    runs: int
+    padded: int
+    config_index: np.ndarray
+    seed_index: np.ndarray
+    keys: jax.Array
+    run_configs: Config
+    init: Any
+    chunks: dict[int, Any]
+    evaluate: Any
+    lengths: list[int]
+    env_steps_per_update: int
+    memory_bytes: int
+    compile_s: float
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every visible device (all hosts after ``jax.distributed.initialize()``)."""
+    return Mesh(np.asarray(jax.devices()), (RUN_AXIS,))
+
+
+def _footprint(compiled: Any) -> int:
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return 0
+    return int(
+        analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+        + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes
+    )
+
+
+def device_memory_limit(sweep: Sweep) -> int:
+    """Per-device memory budget: the sweep's cap, else the device's ``bytes_limit``, else RAM per device."""
+    if sweep.memory_limit_bytes is not None:
+        return sweep.memory_limit_bytes
+    device_stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in device_stats:
+        return int(device_stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // len(jax.local_devices())
+
+
+def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
+    """Stack the group's runs on one axis, shard it over ``mesh`` and compile init / chunks / evaluate."""
+    config = sweep.configs[group.configs[0]]
+    spec, learner = make_learner(config)
+    runs = len(group.configs) * sweep.num_seeds
+    padded = -(-runs // mesh.size) * mesh.size
+    flat = np.minimum(np.arange(padded), runs - 1)
+    config_index = np.asarray(group.configs)[flat // sweep.num_seeds]
+    seed_index = flat % sweep.num_seeds
+    sharding = NamedSharding(mesh, PartitionSpec(RUN_AXIS))
+
+    def put(host: np.ndarray) -> jax.Array:
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    keys = put(np.asarray(seed_keys(config))[seed_index])
+    leaves = [jax.tree.leaves(sweep.configs[i]) for i in range(len(sweep.configs))]
+    stacked = [np.asarray([leaves[i][k] for i in config_index], np.float32) for k in range(len(leaves[0]))]
+    run_configs = jax.tree.unflatten(jax.tree.structure(config), [put(x) for x in stacked])
+
+    def chunk(state: Any, run_config: Config, length: int) -> tuple[Any, jax.Array]:
+        def body(carry: Any, _: None) -> tuple[Any, jax.Array]:
+            carry, metrics = learner.step(carry, run_config)
+            return carry, metrics["episode_return_mean"]
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    def evaluate(state: Any, key: jax.Array) -> jax.Array:
+        norm = lambda obs: normalize_obs(state.obs_stats, obs, config.normalize_obs)  # noqa: E731
+        returns, _ = evaluate_policy(
+            spec, learner.policy.apply, state.agent.policy_params, jax.random.fold_in(key, EVAL_KEY_SALT),
+            config.eval_episodes, norm,
+        )
+        return returns.mean()
+
+    def sharded(fn: Any) -> Any:
+        """Run ``fn`` on each device's block of runs: no communication between devices."""
+        spec = PartitionSpec(RUN_AXIS)
+        return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+    def init_block(block_keys: jax.Array, block_configs: Config) -> Any:
+        # lax.map, not vmap: batched LAPACK calls (QR of the orthogonal initialiser) split their batch over
+        # the host's intra-op thread pool and deadlock when several CPU devices do so at once.
+        return jax.lax.map(lambda args: strong_types(learner.init(*args)), (block_keys, block_configs))
+
+    t0 = time.perf_counter()
+    init_jit = jax.jit(sharded(init_block))
+    init = init_jit.lower(keys, run_configs).compile()
+    states = jax.eval_shape(init_jit, keys, run_configs)
+    lengths = chunk_lengths(config.num_updates, config.num_chunks)
+    chunks = {
+        n: jax.jit(sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0)
+        .lower(states, run_configs).compile()
+        for n in sorted(set(lengths))
+    }
+    evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile()
+    compile_s = time.perf_counter() - t0
+    return Program(
+        group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,
+        run_configs=run_configs, init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths,
+        env_steps_per_update=learner.env_steps_per_update,
+        memory_bytes=max(_footprint(c) for c in (init, evaluate_c, *chunks.values())),
+        compile_s=compile_s,
+    )
+
+
+def build_programs(sweep: Sweep, mesh: Mesh) -> list[Program]:
+    """Compile every static group and check its footprint against the per-device memory budget.
+
+    Raises:
+        ConfigError: a program's compiled per-device footprint exceeds the budget (nothing has run).
+    """
+    limit = device_memory_limit(sweep)
+    programs = []
+    groups = group_configs(sweep)
+    for g, group in enumerate(groups):
+        program = build_program(sweep, group, mesh)
+        if program.memory_bytes > limit:
+            raise ConfigError(
+                f"sweep too large for device memory: program {g + 1}/{len(groups)} ({program.runs} runs, "
+                f"{program.padded // mesh.size} per device on {mesh.size} devices) needs "
+                f"{program.memory_bytes / GIB:.3g} GiB per device, budget {limit / GIB:.3g} GiB; "
+                "use fewer configs or seeds, more devices, or raise memory_limit_gb"
+            )
+        programs.append(program)
+    return programs
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))
+
+
+class ProgramResult(NamedTuple):
+    """Per-run outputs of one program (padding removed).
+
+    Attributes:
+        eval_return: [runs] mean deterministic evaluation return after training.
+        curves: [runs, num_updates] ``episode_return_mean`` after each update.
+        train_s: seconds spent in the update chunks.
+    """
+
+    eval_return: np.ndarray
+    curves: np.ndarray
+    train_s: float
+
+
+def run_program(program: Program, bar: report.Progress) -> ProgramResult:
+    """Initialise, train in chunks (advancing ``bar``) and evaluate every run of ``program``."""
+    states = program.init(program.keys, program.run_configs)
+    curves, train_s = [], 0.0
+    for length in program.lengths:
+        t0 = time.perf_counter()
+        states, returns = program.chunks[length](states, program.run_configs)
+        returns = _to_host(returns)[: program.runs]
+        dt = time.perf_counter() - t0
+        train_s += dt
+        curves.append(returns)
+        steps = length * program.env_steps_per_update * program.runs
+        bar.update(steps, steps / max(dt, 1e-9), float(stats.nanmean(returns[:, -1])))
+    eval_return = _to_host(program.evaluate(states, program.keys))[: program.runs]
+    return ProgramResult(eval_return, np.concatenate(curves, axis=1), train_s)
+
+
+def collect(sweep: Sweep, programs: list[Program], results: list[ProgramResult]) -> SweepResult:
+    """Scatter the programs' flat run axes back to (config, seed) and compute the per-config statistics."""
+    num_configs = len(sweep.configs)
+    eval_return = np.full((num_configs, sweep.num_seeds), np.nan)
+    curves: list[np.ndarray] = [np.empty(0)] * num_configs
+    steps: list[int] = [0] * num_configs
+    for program, result in zip(programs, results, strict=True):
+        for c in program.group.configs:
+            curves[c] = np.full((sweep.num_seeds, result.curves.shape[1]), np.nan)
+            steps[c] = program.env_steps_per_update
+        for r in range(program.runs):
+            c, s = program.config_index[r], program.seed_index[r]
+            eval_return[c, s] = result.eval_return[r]
+            curves[c][s] = result.curves[r]
+    config_stats = [stats.config_stats(eval_return[c]) for c in range(num_configs)]
+    return SweepResult(eval_return, curves, steps, config_stats, stats.rank(config_stats))
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(f"--out {str(out_dir)!r} exists and is not an empty directory; choose a new one")
+    probe = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"--out {str(out_dir)!r} is not writable")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The CLI's arguments."""
+    parser = argparse.ArgumentParser(prog="python -m trpojax.sweep", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config", required=True, help="sweep file, e.g. configs/sweeps/trpo_cartpole_maxkl_lambda.yaml"
+    )
+    parser.add_argument("--out", help="output directory (default runs/sweep_<name>_<timestamp>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 on bad input, with one line on stderr, nothing written)."""
+    args = parse_args(argv)
+    try:
+        sweep = load_sweep(args.config)
+        out_dir = Path(args.out or Path("runs") / f"sweep_{sweep.name}_{time.strftime('%Y%m%d-%H%M%S')}")
+        _check_out_dir(out_dir)
+        enable_compilation_cache(sweep.base.compilation_cache)
+        mesh = make_mesh()
+        programs = build_programs(sweep, mesh)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    writer = jax.process_index() == 0
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report.write_text_atomic(out_dir / "sweep.yaml", yaml.safe_dump(sweep.resolved, sort_keys=False))
+    results = []
+    for g, program in enumerate(programs):
+        total = program.runs * sum(program.lengths) * program.env_steps_per_update
+        label = f" ({program.group.label})" if program.group.label else ""
+        desc = f"program {g + 1}/{len(programs)}{label}"
+        bar = report.Progress(total, enabled=writer and not args.quiet, desc=desc)
+        try:
+            results.append(run_program(program, bar))
+        finally:
+            bar.close()
+    result = collect(sweep, programs, results)
+    if writer:
+        write_csvs(out_dir, sweep, result)
+        summary = summary_markdown(sweep, result, programs, [r.train_s for r in results])
+        report.write_text_atomic(out_dir / "summary.md", summary)
+        plot_curves(out_dir / "curves.png", sweep, result)
+        best = result.order[0]
+        print(f"sweep {sweep.name}: {len(sweep.configs)} configs x {sweep.num_seeds} seeds on {mesh.size} "
+              f"device(s); best #{best} ({describe(sweep, best) or 'the base'}) IQM eval return "
+              f"{float(result.stats[best].iqm.estimate):.1f} {interval(result.stats[best].iqm)} -> {out_dir}")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
