@@ -96,7 +96,8 @@ class Program(NamedTuple):
         lengths: the chunk lengths, in order (sum = num_updates).
         env_steps_per_update: environment steps of one update of one run.
         memory_bytes: the largest per-device footprint of the compiled programs
-            (arguments + outputs + temporaries - aliased, from ``compiled.memory_analysis()``).
+            (arguments + outputs + temporaries - aliased, from ``compiled.memory_analysis()``; 0 where
+            the backend gives no analysis).
         compile_s: seconds spent compiling.
     """
 
@@ -116,9 +117,9 @@ class Program(NamedTuple):
     compile_s: float
 
 
-def make_mesh() -> Mesh:
-    """A 1-D mesh over every visible device (all hosts after ``jax.distributed.initialize()``)."""
-    return Mesh(np.asarray(jax.devices()), (RUN_AXIS,))
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over ``devices``; default every visible device (all hosts after ``jax.distributed``)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (RUN_AXIS,))
 
 
 def _footprint(compiled: Any) -> int:

@@ -79,6 +79,13 @@ def _round(value: Any) -> str:
     return fmt(round(float(value), 2))
 
 
+def _ties(result: SweepResult) -> str:
+    best = result.stats[result.order[0]]
+    key = (best.iqm.estimate, best.mean.estimate)
+    ties = sum((s.iqm.estimate, s.mean.estimate) == key for s in result.stats)
+    return f" {ties} configs tie with it on IQM and mean; it is the first in sweep order." if ties > 1 else ""
+
+
 def interval(ci: stats.Interval) -> str:
     """``[low, high]`` rounded to 2 decimals."""
     return f"[{_round(ci.low)}, {_round(ci.high)}]"
@@ -102,7 +109,7 @@ def summary_markdown(sweep: Sweep, result: SweepResult, programs: list[Program],
         "intervals (2000 resamples of the seeds, stratified by config).",
         "",
         f"**Best config: #{best}** ({describe(sweep, best) or 'the base'}): IQM {_round(b.iqm.estimate)} "
-        f"{interval(b.iqm)}, mean {_round(b.mean.estimate)} {interval(b.mean)}.",
+        f"{interval(b.iqm)}, mean {_round(b.mean.estimate)} {interval(b.mean)}." + _ties(result),
         "",
         "| rank | config | " + " | ".join(f"`{p}`" for p in sweep.paths)
         + " | seeds | IQM | IQM 95% CI | mean | mean 95% CI |",

@@ -114,6 +114,8 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     *sections, leaf = path.split(".")
     for key in sections:
         child = data.get(key)
+        if child is not None and not isinstance(child, dict):
+            raise ConfigError(f"{path}: {key!r} in the base config is not a section: {child!r}")
         data = data.setdefault(key, {}) if child is None else child
     data[leaf] = value
 
