@@ -2,14 +2,18 @@
 
 Hidden layers use orthogonal initialisation with gain sqrt(2) and zero biases; the policy head uses gain
 0.01 so the initial policy is close to uniform (Categorical) or centred (Gaussian), and the value head gain
-1.0 (Andrychowicz et al. 2021, "What matters in on-policy RL"). The Gaussian policy has a
+1.0 (Andrychowicz et al. 2021, "What matters in on-policy RL"). The orthogonal matrices come from
+:func:`orthogonal`, which needs no LAPACK call: jaxlib's CPU QR kernel splits a batch (as under a vmap
+over seeds) over the intra-op thread pool and can deadlock when two such kernels run at once on a small
+machine. The Gaussian policy has a
 state-independent ``log_std`` parameter vector, as in Schulman et al. (2015).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -24,6 +28,42 @@ if TYPE_CHECKING:
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish, "elu": nn.elu}
 
 
+def orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Q with orthonormal columns spanning those of ``a [m, k]`` (m >= k), R's diagonal kept positive.
+
+    Modified Gram-Schmidt with one re-orthogonalisation pass per column, in plain jax.numpy: for a Gaussian
+    ``a`` this is the Q factor of the QR decomposition with positive diag(R), i.e. Haar-distributed
+    (Mezzadri 2007), the same distribution as ``flax.linen.initializers.orthogonal``.
+    """
+    k = a.shape[1]
+
+    def column(j: jax.Array, q: jax.Array) -> jax.Array:
+        earlier = q * (jnp.arange(k) < j)  # the columns already orthonormalised, others zeroed
+        v = q[:, j]
+        for _ in range(2):
+            v = v - earlier @ (earlier.T @ v)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, k, column, a)
+
+
+def orthogonal(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Initializer of ``scale`` times a random matrix with orthonormal rows or columns (Saxe et al. 2014).
+
+    The kernel is viewed as a ``[prod(shape[:-1]), shape[-1]]`` matrix (for a dense layer ``[n_in, n_out]``)
+    whose smaller dimension's vectors are orthonormal, as in ``flax.linen.initializers.orthogonal``.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        n_rows, n_cols = math.prod(shape[:-1]), shape[-1]
+        tall = (max(n_rows, n_cols), min(n_rows, n_cols))
+        q = orthonormal_columns(jax.random.normal(key, tall, jnp.float32))
+        q = q if n_rows >= n_cols else q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 class MLP(nn.Module):
     """x [..., in] -> [..., out_dim] through ``hidden`` layers with ``activation``."""
 
@@ -36,8 +76,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+            x = act(nn.Dense(width, kernel_init=orthogonal(math.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_scale))(x)
 
 
 class PolicyNetwork(nn.Module):

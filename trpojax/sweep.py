@@ -182,9 +182,7 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
         return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
 
     def init_block(block_keys: jax.Array, block_configs: Config) -> Any:
-        # lax.map, not vmap: batched LAPACK calls (QR of the orthogonal initialiser) split their batch over
-        # the host's intra-op thread pool and deadlock when several CPU devices do so at once.
-        return jax.lax.map(lambda args: strong_types(learner.init(*args)), (block_keys, block_configs))
+        return jax.vmap(lambda k, c: strong_types(learner.init(k, c)))(block_keys, block_configs)
 
     t0 = time.perf_counter()
     init_jit = jax.jit(sharded(init_block))
