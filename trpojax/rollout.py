@@ -149,41 +149,15 @@ def evaluate_policy(
 
     Actions are the distribution's mode when ``deterministic`` (sampled otherwise), clipped to the bounds.
     Each episode's return is the undiscounted sum of rewards up to and including its first end; the
-    auto-reset after it is masked out.
+    auto-reset after it is masked out (:func:`episodic_rollout` over the env's time limit).
 
     Returns:
         ``(returns [num_episodes], lengths [num_episodes])``.
     """
-    reset_key, run_key = jax.random.split(key)
-    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), spec.params
+    batch = episodic_rollout(
+        spec, policy_fn, params, key, num_episodes, spec.max_episode_steps, normalize, deterministic
     )
-    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
-
-    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, None]:
-        env_state, obs, alive, total, length = carry
-        act_key, env_key = jax.random.split(step_key)
-        dist = policy_fn(params, normalize(flatten_obs(spec, obs)))
-        action = dist.mode() if deterministic else dist.sample(act_key)
-        obs, env_state, reward, terminated, truncated, _ = step_env(
-            jax.random.split(env_key, num_episodes), env_state, env_action(spec, action), spec.params
-        )
-        total = total + jnp.where(alive, reward.astype(jnp.float32), 0.0)
-        length = length + alive.astype(jnp.int32)
-        alive = alive & ~(terminated.astype(bool) | truncated.astype(bool))
-        return (env_state, obs, alive, total, length), None
-
-    init = (
-        env_state,
-        obs,
-        jnp.ones((num_episodes,), bool),
-        jnp.zeros((num_episodes,), jnp.float32),
-        jnp.zeros((num_episodes,), jnp.int32),
-    )
-    (_, _, _, total, length), _ = jax.lax.scan(
-        step, init, jax.random.split(run_key, spec.max_episode_steps)
-    )
-    return total, length
+    return jnp.sum(batch.reward, axis=1), jnp.sum(batch.mask, axis=1).astype(jnp.int32)
 
 
 class EpisodeBatch(NamedTuple):
@@ -210,6 +184,8 @@ def episodic_rollout(
     key: jax.Array,
     num_trajectories: int,
     horizon: int,
+    normalize: Callable[[jax.Array], jax.Array] = lambda obs: obs,
+    deterministic: bool = False,
 ) -> EpisodeBatch:
     """Sample n trajectories tau = (s_0, a_0, r_0, ..., s_{H-1}, a_{H-1}, r_{H-1}), each from a reset.
 
@@ -228,6 +204,8 @@ def episodic_rollout(
         key: PRNG key for resets, action sampling and transitions.
         num_trajectories: n, static.
         horizon: H, static.
+        normalize: raw obs -> policy input (``obs`` in the batch stays raw).
+        deterministic: act with the distribution's mode instead of sampling (evaluation).
 
     Returns:
         The :class:`EpisodeBatch`, arrays ``[n, H, ...]``.
@@ -241,7 +219,8 @@ def episodic_rollout(
     def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
         env_state, obs, alive = carry
         act_key, env_key = jax.random.split(step_key)
-        action = policy_fn(params, obs).sample(act_key)
+        dist = policy_fn(params, normalize(obs))
+        action = dist.mode() if deterministic else dist.sample(act_key)
         next_obs, env_state, reward, terminated, truncated, _ = step_env(
             jax.random.split(env_key, num_trajectories), env_state, env_action(spec, action), spec.params
         )
