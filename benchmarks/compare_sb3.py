@@ -3,11 +3,13 @@
 Both run rl-baselines3-zoo's tuned TRPO hyperparameters for CartPole-v1 (2 envs x 512 steps, 100k steps,
 gamma 0.99, GAE lambda 0.98, CG damping 1e-3, critic lr 1e-3, 20 critic epochs of minibatch 128, target KL
 0.01, 15 CG iterations, 10 line-search steps of ratio 0.8, 64x64 tanh MLPs, normalised advantages), one seed
-each, and end with a 32-episode deterministic evaluation. Each is timed as a fresh Python process, imports,
-compilation and evaluation included: trpojax first with a cold (empty) persistent compilation cache, then
-again with that cache warm. Requires the ``bench`` extra: ``pip install -e ".[bench]"``.
+each by default, and end with a 32-episode deterministic evaluation. Each is timed as a fresh Python process,
+imports, compilation and evaluation included: trpojax first with a cold (empty) persistent compilation
+cache, then again with that cache warm. With ``--seeds N`` trpojax trains N seeds as one vmapped program and
+sb3 trains them one after another in one process (imports paid once). Requires the ``bench`` extra:
+``pip install -e ".[bench]"``.
 
-    python -m benchmarks.compare_sb3 [--seed 0]
+    python -m benchmarks.compare_sb3 [--seed 0] [--seeds 1]
 """
 
 from __future__ import annotations
@@ -53,15 +55,17 @@ import sys, json, numpy as np
 from sb3_contrib import TRPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-seed = int(sys.argv[1])
-env = make_vec_env("CartPole-v1", n_envs=2, seed=seed)
-model = TRPO("MlpPolicy", env, n_steps=512, batch_size=128, gamma=0.99, gae_lambda=0.98, cg_damping=1e-3,
-             learning_rate=1e-3, n_critic_updates=20, target_kl=0.01, cg_max_steps=15, line_search_max_iter=10,
-             line_search_shrinking_factor=0.8, normalize_advantage=True, seed=seed, verbose=0, device="cpu")
-model.learn(total_timesteps=100_000)
-mean, std = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=1, seed=seed + 1000), n_eval_episodes=32,
-                            deterministic=True)
-print(json.dumps({"eval_return_mean": float(mean)}))
+returns = []
+for seed in range(int(sys.argv[1]), int(sys.argv[1]) + int(sys.argv[2])):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=seed)
+    model = TRPO("MlpPolicy", env, n_steps=512, batch_size=128, gamma=0.99, gae_lambda=0.98, cg_damping=1e-3,
+                 learning_rate=1e-3, n_critic_updates=20, target_kl=0.01, cg_max_steps=15,
+                 line_search_max_iter=10, line_search_shrinking_factor=0.8, normalize_advantage=True, seed=seed,
+                 verbose=0, device="cpu")
+    model.learn(total_timesteps=100_000)
+    eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=seed + 1000)
+    returns.append(evaluate_policy(model, eval_env, n_eval_episodes=32, deterministic=True)[0])
+print(json.dumps({"eval_return_mean": float(np.mean(returns))}))
 """
 
 
@@ -78,11 +82,12 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Comple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per side (trpojax: one vmapped program)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = tmp / "trpo_cartpole_zoo.yaml"
-        cfg.write_text(yaml.safe_dump({**TRPOJAX_CONFIG, "seed": args.seed}))
+        cfg.write_text(yaml.safe_dump({**TRPOJAX_CONFIG, "seed": args.seed, "num_seeds": args.seeds}))
         env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp / "cache")}
         results = {}
         for label in ("trpojax, cold cache", "trpojax, warm cache"):
@@ -91,14 +96,15 @@ def main() -> None:
                              "--quiet"], env)
             summary = json.loads((out / "summary.json").read_text())
             results[label] = (secs, summary["eval_return_mean"], summary["compile_s"])
-        secs, proc = timed([sys.executable, "-c", SB3_SCRIPT, str(args.seed)], dict(os.environ))
+        secs, proc = timed([sys.executable, "-c", SB3_SCRIPT, str(args.seed), str(args.seeds)], dict(os.environ))
         results["sb3-contrib TRPO"] = (secs, json.loads(proc.stdout.strip().splitlines()[-1])["eval_return_mean"], 0.0)
 
     from benchmarks._timing import machine
 
     sb3 = results["sb3-contrib TRPO"][0]
     print(f"machine: {machine()}")
-    print("CartPole-v1, rl-zoo TRPO hyperparameters, 100k env steps, 1 seed, whole process incl. imports")
+    print(f"CartPole-v1, rl-zoo TRPO hyperparameters, 100k env steps, {args.seeds} seed(s), whole process "
+          "incl. imports")
     print(f"{'run':<22}{'wall clock (s)':>16}{'compile (s)':>13}{'eval return':>13}{'sb3 / this':>12}")
     for label, (secs, ret, comp) in results.items():
         print(f"{label:<22}{secs:>16.1f}{comp:>13.1f}{ret:>13.1f}{sb3 / secs:>12.1f}")
