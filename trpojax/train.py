@@ -143,12 +143,14 @@ def state_template(config: Config) -> TrainState:
 def chunk_lengths(num_updates: int, num_chunks: int) -> list[int]:
     """Split ``num_updates`` into about ``num_chunks`` chunks, preferring equal lengths (one compilation).
 
-    Uses the largest divisor of ``num_updates`` not above ``ceil(num_updates / num_chunks)`` when it is at
-    least half that target; otherwise equal chunks of the target plus one shorter remainder.
+    With target ``ceil(num_updates / num_chunks)``, uses the divisor of ``num_updates`` closest to the target
+    (in ratio) among those within a factor 2 of it, so every chunk has the same length and one program is
+    compiled; when there is none, equal chunks of the target plus one shorter remainder.
     """
     target = max(1, math.ceil(num_updates / num_chunks))
-    divisor = max(d for d in range(1, target + 1) if num_updates % d == 0)
-    if 2 * divisor >= target:
+    near = [d for d in range(1, min(num_updates, 2 * target) + 1) if num_updates % d == 0 and 2 * d >= target]
+    if near:
+        divisor = min(near, key=lambda d: abs(math.log(d / target)))
         return [divisor] * (num_updates // divisor)
     lengths = [target] * (num_updates // target)
     return lengths + ([num_updates % target] if num_updates % target else [])
