@@ -281,11 +281,13 @@ def default_out_dir(config: Config) -> Path:
     return Path("runs") / f"{config.algo}_{config.env}_{stamp}"
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path, hint: str = "") -> None:
+    """Raise ConfigError unless ``out_dir`` is new or an empty directory whose nearest existing parent is
+    writable; ``hint`` is appended to the not-empty message."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise ConfigError(f"--out {str(out_dir)!r} is not empty; choose a new directory (or --resume it)")
+        raise ConfigError(f"--out {str(out_dir)!r} is not empty; choose a new directory{hint}")
     probe = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"--out {str(out_dir)!r} is not writable")
@@ -338,7 +340,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restore
     if args.resume is None:
         config = config_lib.load(args.config, args.overrides)
         out_dir = Path(args.out) if args.out else default_out_dir(config)
-        _check_out_dir(out_dir)
+        check_out_dir(out_dir, " (or --resume it)")
         return config, out_dir, None
     if args.overrides or args.out:
         raise ConfigError("--resume DIR continues DIR with its own config.yaml; --set and --out do not apply")

@@ -38,14 +38,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trpojax import report, stats
 from trpojax.config import Config, ConfigError
-from trpojax.envs import normalize_obs
-from trpojax.rollout import evaluate_policy
+from trpojax.runner import check_out_dir
 from trpojax.sweep_report import SweepResult, describe, interval, plot_curves, summary_markdown, write_csvs
 from trpojax.sweep_spec import GIB, Sweep, config_fields, load_sweep
 from trpojax.train import (
     EVAL_KEY_SALT,
     chunk_lengths,
     enable_compilation_cache,
+    evaluation_fn,
     make_learner,
     seed_keys,
     strong_types,
@@ -168,13 +168,10 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
 
         return jax.lax.scan(body, state, None, length=length)
 
+    eval_returns = evaluation_fn(config, spec, learner, config.eval_episodes)
+
     def evaluate(state: Any, key: jax.Array) -> jax.Array:
-        norm = lambda obs: normalize_obs(state.obs_stats, obs, config.normalize_obs)  # noqa: E731
-        returns, _ = evaluate_policy(
-            spec, learner.policy.apply, state.agent.policy_params, jax.random.fold_in(key, EVAL_KEY_SALT),
-            config.eval_episodes, norm,
-        )
-        return returns.mean()
+        return eval_returns(state, jax.random.fold_in(key, EVAL_KEY_SALT)).mean()
 
     def sharded(fn: Any) -> Any:
         """Run ``fn`` on each device's block of runs: no communication between devices."""
@@ -280,14 +277,6 @@ def collect(sweep: Sweep, programs: list[Program], results: list[ProgramResult])
     return SweepResult(eval_return, curves, steps, config_stats, stats.rank(config_stats))
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ConfigError(f"--out {str(out_dir)!r} exists and is not an empty directory; choose a new one")
-    probe = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"--out {str(out_dir)!r} is not writable")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The CLI's arguments."""
     parser = argparse.ArgumentParser(prog="python -m trpojax.sweep", description=__doc__.split("\n")[0])
@@ -305,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sweep = load_sweep(args.config)
         out_dir = Path(args.out or Path("runs") / f"sweep_{sweep.name}_{time.strftime('%Y%m%d-%H%M%S')}")
-        _check_out_dir(out_dir)
+        check_out_dir(out_dir)
         enable_compilation_cache(sweep.base.compilation_cache)
         mesh = make_mesh()
         programs = build_programs(sweep, mesh)

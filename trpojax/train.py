@@ -110,13 +110,13 @@ def strong_types(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
 
 
-def make_evaluate(
+def evaluation_fn(
     config: Config, spec: EnvSpec, learner: Learner, num_episodes: int, deterministic: bool = True
 ) -> Callable[[TrainState, jax.Array], jax.Array]:
-    """Jitted, seed-vmapped (states, keys [S]) -> returns [S, num_episodes] of fresh episodes.
+    """(state, key) -> returns [num_episodes] of fresh episodes for one seed (pure; jit and vmap it).
 
     Actions are the policy's mode when ``deterministic``, samples otherwise; observations are normalised
-    with each seed's statistics when ``config.normalize_obs``.
+    with the seed's statistics when ``config.normalize_obs``.
     """
 
     def evaluate(state: TrainState, key: jax.Array) -> jax.Array:
@@ -126,7 +126,14 @@ def make_evaluate(
         )
         return returns
 
-    return jax.jit(jax.vmap(evaluate))
+    return evaluate
+
+
+def make_evaluate(
+    config: Config, spec: EnvSpec, learner: Learner, num_episodes: int, deterministic: bool = True
+) -> Callable[[TrainState, jax.Array], jax.Array]:
+    """Jitted, seed-vmapped (states, keys [S]) -> returns [S, num_episodes]; see :func:`evaluation_fn`."""
+    return jax.jit(jax.vmap(evaluation_fn(config, spec, learner, num_episodes, deterministic)))
 
 
 def eval_keys(config: Config) -> jax.Array:
