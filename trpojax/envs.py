@@ -11,11 +11,11 @@ from __future__ import annotations
 import difflib
 from typing import Any, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces
+
+from trpojax import gymnax_light
 
 
 class EnvSpec(NamedTuple):
@@ -51,10 +51,13 @@ class UnknownEnvError(ValueError):
 
 def check_env_name(name: str) -> None:
     """Raise :class:`UnknownEnvError` naming the closest registered ids if ``name`` is not one."""
-    if name not in gymnax.registered_envs:
-        close = difflib.get_close_matches(name, gymnax.registered_envs, n=3, cutoff=0.5)
+    if name in gymnax_light.CLASSIC_CONTROL:
+        return
+    registered = gymnax_light.registered_envs()
+    if name not in registered:
+        close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"choose one of: {', '.join(gymnax.registered_envs)}"
+            f"choose one of: {', '.join(registered)}"
         )
         raise UnknownEnvError(f"unknown environment {name!r}; {hint}")
 
@@ -67,7 +70,8 @@ def make_env(name: str) -> EnvSpec:
             Discrete nor Box.
     """
     check_env_name(name)
-    env, params = gymnax.make(name)
+    env, params = gymnax_light.make(name)
+    spaces = gymnax_light.spaces()
     obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
     space = env.action_space(params)
     if isinstance(space, spaces.Discrete):

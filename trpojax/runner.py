@@ -25,6 +25,7 @@ from trpojax import checkpoint
 from trpojax import config as config_lib
 from trpojax.algos import TrainState
 from trpojax.config import Config, ConfigError
+from trpojax.programs import EXECUTABLES_SUBDIR, ExecutableCache, compile_programs
 from trpojax.train import (
     chunk_schedule,
     enable_compilation_cache,
@@ -130,6 +131,7 @@ def run(
     start_time: float | None = None,
     resume: checkpoint.Restored | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    executable_cache: ExecutableCache | None = None,
 ) -> RunResult:
     """Train every seed of ``config``, writing config.yaml, metrics.csv, checkpoints/, summary.json and
     learning_curve.png.
@@ -147,6 +149,7 @@ def run(
             checkpoints and the metrics rows after its update are discarded and training continues from it.
         stop_requested: polled at each chunk boundary; when it returns True the state is checkpointed and
             :class:`RunInterrupted` is raised.
+        executable_cache: where to load compiled programs from and store them (none by default).
 
     Raises:
         RunInterrupted: ``stop_requested()`` became true.
@@ -161,23 +164,12 @@ def run(
     done = resume.update if resume is not None else 0
     config_text = config_lib.dump(config)
 
-    compile_s = 0.0
-    t0 = time.perf_counter()
-    init = trainer.init.lower(keys, config).compile()
-    compile_s += time.perf_counter() - t0
-    states = init(keys, config) if resume is None else resume.state
     lengths = remaining_lengths(chunk_schedule(config), done)
-    compiled: dict[int, Any] = {}
-    for length in sorted(set(lengths)):
-        t0 = time.perf_counter()
-        lowered = trainer.run_chunk.lower(states, config, length)
-        compiled[length] = lowered.compile()
-        compile_s += time.perf_counter() - t0
-    metric_names = metric_order(list(lowered.out_info[1])) if lengths else []
     keys_eval = eval_keys(config)
-    t0 = time.perf_counter()
-    evaluate = trainer.evaluate.lower(states, keys_eval).compile()
-    compile_s += time.perf_counter() - t0
+    programs = compile_programs(trainer, config, keys, keys_eval, lengths, executable_cache)
+    compiled, evaluate, compile_s = programs.chunks, programs.evaluate, programs.compile_s
+    metric_names = metric_order(programs.metric_names)
+    states = programs.init(keys, config) if resume is None else resume.state
 
     steps_per_update = trainer.learner.env_steps_per_update
     total_steps = config.num_updates * steps_per_update
@@ -265,6 +257,7 @@ def run(
         "train_return_final": final_train_return(metrics_path),
         "wall_clock_s": time.time() - start_time,
         "compile_s": compile_s,
+        "programs_from_cache": programs.cached,
         "train_s": train_s,
         "env_steps_per_s": total_steps * config.num_seeds / max(train_s, 1e-9),
         "devices": [str(d) for d in jax.devices()],
@@ -363,12 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    enable_compilation_cache(config.compilation_cache)
+    cache_dir = enable_compilation_cache(config.compilation_cache)
+    executables = ExecutableCache(cache_dir / EXECUTABLES_SUBDIR) if cache_dir is not None else None
     try:
         with stop_on_sigint() as stop_requested:
             result = run(
                 config, out_dir, progress=not args.quiet, start_time=start, resume=restored,
-                stop_requested=stop_requested,
+                stop_requested=stop_requested, executable_cache=executables,
             )
     except RunInterrupted as err:
         print(

@@ -20,7 +20,6 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-from gymnax.environments.misc import frozen_lake
 
 
 class MDP(NamedTuple):
@@ -101,6 +100,8 @@ def frozen_lake_mdp(gamma: float = 0.95, map_name: str = "4x4", is_slippery: boo
         An ``MDP`` with S = rows * cols states (row-major positions, the env's observations) and A = 4
         actions (left, down, right, up).
     """
+    from gymnax.environments.misc import frozen_lake  # here, not at import: gymnax.environments.misc is slow
+
     env = frozen_lake.FrozenLake(map_name=map_name, is_slippery=False)
     params = env.default_params
     num_states, num_actions = env.n_states, env.num_actions

@@ -34,6 +34,21 @@ from trpojax.rollout import evaluate_policy
 
 EVAL_KEY_SALT = 0x5EED
 
+# XLA:CPU options for the trainer's programs. XLA's default CPU pipeline (its MLIR fusion emitters, LLVM at
+# -O3) takes 2.7 s to compile the TRPO chunk program on a 2-core machine; the classic emitters at -O1 take
+# 1.1 s, and the program runs as fast (small dense layers run in library matmuls either way). Programs run
+# once (init, the final evaluation) compile at -O0. Numbers: benchmarks/RESULTS.md, "Compile latency".
+CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+CPU_ONE_SHOT_COMPILER_OPTIONS: dict[str, Any] = {**CPU_COMPILER_OPTIONS, "xla_backend_optimization_level": 0}
+
+
+def compiler_options(one_shot: bool = False) -> dict[str, Any] | None:
+    """XLA compile options for a trainer program on the default backend: :data:`CPU_COMPILER_OPTIONS`
+    (:data:`CPU_ONE_SHOT_COMPILER_OPTIONS` when ``one_shot``) on CPU, XLA's defaults (None) elsewhere."""
+    if jax.default_backend() != "cpu":
+        return None
+    return dict(CPU_ONE_SHOT_COMPILER_OPTIONS if one_shot else CPU_COMPILER_OPTIONS)
+
 
 def seed_keys(config: Config) -> jax.Array:
     """PRNG keys of the run's seeds, [num_seeds]: seed i uses fold_in(PRNGKey(config.seed), i)."""
@@ -95,8 +110,10 @@ def make_trainer(config: Config) -> Trainer:
     return Trainer(
         spec=spec,
         learner=learner,
-        init=jax.jit(jax.vmap(init, in_axes=(0, None))),
-        run_chunk=jax.jit(jax.vmap(chunk, in_axes=(0, None, None)), static_argnums=2),
+        init=jax.jit(jax.vmap(init, in_axes=(0, None)), compiler_options=compiler_options(one_shot=True)),
+        run_chunk=jax.jit(
+            jax.vmap(chunk, in_axes=(0, None, None)), static_argnums=2, compiler_options=compiler_options()
+        ),
         evaluate=make_evaluate(config, spec, learner, config.eval_episodes),
     )
 
@@ -133,7 +150,10 @@ def make_evaluate(
     config: Config, spec: EnvSpec, learner: Learner, num_episodes: int, deterministic: bool = True
 ) -> Callable[[TrainState, jax.Array], jax.Array]:
     """Jitted, seed-vmapped (states, keys [S]) -> returns [S, num_episodes]; see :func:`evaluation_fn`."""
-    return jax.jit(jax.vmap(evaluation_fn(config, spec, learner, num_episodes, deterministic)))
+    return jax.jit(
+        jax.vmap(evaluation_fn(config, spec, learner, num_episodes, deterministic)),
+        compiler_options=compiler_options(one_shot=True),
+    )
 
 
 def eval_keys(config: Config) -> jax.Array:

@@ -1,0 +1,103 @@
+"""Fast access to gymnax's classic-control environments, without gymnax's package-wide imports.
+
+``import gymnax`` runs ``gymnax/__init__.py``, which imports every environment family, and through
+``misc.pong`` and ``bsuite`` also seaborn, scipy.stats and matplotlib: about 1.1 s of a 2-core machine's
+start-up, more than the whole rest of trpojax's imports. The five classic-control environments need none
+of it. :func:`classic_control_env` imports just ``gymnax.environments.{environment, spaces}`` and the one
+environment module. To do so it registers gymnax's two package modules (and ``classic_control``) as
+*deferred* modules: real module objects with gymnax's own spec and ``__path__``, whose ``__init__`` code runs
+in place the first time a name it defines is looked up (PEP 562 ``__getattr__``). Later code that does
+``import gymnax; gymnax.make(...)`` therefore gets the complete, ordinary package and the same classes.
+
+Every other environment id goes through ``gymnax.make`` as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+# gymnax id -> (module in gymnax.environments.classic_control, class); as gymnax.registration registers them.
+CLASSIC_CONTROL = {
+    "CartPole-v1": ("cartpole", "CartPole"),
+    "Acrobot-v1": ("acrobot", "Acrobot"),
+    "Pendulum-v1": ("pendulum", "Pendulum"),
+    "MountainCar-v0": ("mountain_car", "MountainCar"),
+    "MountainCarContinuous-v0": ("continuous_mountain_car", "ContinuousMountainCar"),
+}
+_PACKAGES = ("gymnax", "gymnax.environments", "gymnax.environments.classic_control")
+
+
+def _deferred_package(name: str) -> types.ModuleType:
+    """Put package ``name`` in ``sys.modules`` with its ``__init__`` not yet run (it runs on first lookup)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise ImportError(f"no package {name}")
+    module = importlib.util.module_from_spec(spec)
+
+    def __getattr__(attr: str) -> Any:
+        # The package's own code defines the rest of its namespace: run it once, in this module object.
+        del module.__dict__["__getattr__"]
+        spec.loader.exec_module(module)
+        return getattr(module, attr)
+
+    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def import_classic_control() -> None:
+    """Make ``gymnax.environments.{environment, spaces, classic_control}`` importable without the rest.
+
+    A no-op when gymnax (or a deferred gymnax) is already imported.
+    """
+    if "gymnax" in sys.modules:
+        return
+    try:
+        for name in _PACKAGES:
+            _deferred_package(name)
+        # Bound as attributes before any ``from gymnax.environments import environment, spaces`` runs, so
+        # that statement finds them without looking up (and so running) the deferred package code.
+        importlib.import_module("gymnax.environments.environment")
+        importlib.import_module("gymnax.environments.spaces")
+    except Exception:  # an unexpected gymnax layout: forget the deferred modules, import gymnax normally
+        for name in [m for m in sys.modules if m == "gymnax" or m.startswith("gymnax.")]:
+            del sys.modules[name]
+        importlib.import_module("gymnax")
+
+
+def spaces() -> types.ModuleType:
+    """``gymnax.environments.spaces`` (Discrete, Box, ...)."""
+    import_classic_control()
+    return importlib.import_module("gymnax.environments.spaces")
+
+
+def classic_control_env(name: str) -> tuple[Any, Any]:
+    """``(env, default_params)`` of the classic-control id ``name`` (a key of :data:`CLASSIC_CONTROL`),
+    the same objects ``gymnax.make(name)`` returns."""
+    module, cls = CLASSIC_CONTROL[name]
+    import_classic_control()
+    env = getattr(importlib.import_module(f"gymnax.environments.classic_control.{module}"), cls)()
+    return env, env.default_params
+
+
+def registered_envs() -> list[str]:
+    """All gymnax ids (this imports the whole of gymnax)."""
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+def make(name: str) -> tuple[Any, Any]:
+    """``gymnax.make(name)``, without gymnax's package-wide imports for classic-control ids."""
+    if name in CLASSIC_CONTROL:
+        return classic_control_env(name)
+    import gymnax
+
+    return gymnax.make(name)

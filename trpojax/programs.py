@@ -1,0 +1,214 @@
+"""Compile the trainer's programs for a run: in parallel, and from an executable cache when warm.
+
+A run needs three kinds of XLA programs (:class:`trpojax.train.Trainer`): ``init``, one ``run_chunk`` per
+distinct chunk length, and the final ``evaluate``. :func:`compile_programs` traces them one after the other
+on the calling thread (tracing holds the GIL) and hands each to a worker thread to compile as soon as it is
+traced, so XLA compiles one program while Python traces the next.
+
+JAX's persistent compilation cache still needs every program traced and lowered to find it (about 1 s for
+TRPO). :class:`ExecutableCache` skips that: it stores each compiled executable (serialised by
+``jax.experimental.serialize_executable``) under a key made of everything that determines the program
+without tracing it: the hash of trpojax's own source files, the versions of jax, jaxlib, flax, optax, gymnax
+and chex, the backend and its devices, ``XLA_FLAGS`` and JAX's configuration, the run config's static
+fields and shapes (its pytree structure), the program and its compile options. Any change to these is a
+miss, and a miss (or an unreadable entry) just compiles as usual and overwrites the entry. Entries are
+written atomically; the oldest beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it
+trusts its directory as much as JAX trusts its own cache directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+
+from trpojax.config import Config
+from trpojax.train import Trainer, compiler_options
+
+MAX_ENTRIES = 64
+EXECUTABLES_SUBDIR = "trpojax-executables"  # inside the JAX compilation cache directory
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "numpy")
+_FORMAT = 1
+
+
+@cache
+def source_hash() -> str:
+    """sha256 of every ``.py`` file of the trpojax package (paths and contents)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _environment() -> str:
+    """Everything outside the run config and trpojax's source that changes a compiled program."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    settings = {k: repr(v) for k, v in sorted(jax.config.values.items()) if "cache" not in k and "log" not in k}
+    return json.dumps(
+        {
+            "format": _FORMAT,
+            "source": source_hash(),
+            "versions": versions,
+            "backend": jax.default_backend(),
+            "devices": [d.device_kind for d in jax.devices()],
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "jax_config": settings,
+        },
+        sort_keys=True,
+    )
+
+
+class ExecutableCache:
+    """Compiled executables on disk, keyed without tracing (see the module docstring).
+
+    Args:
+        directory: where entries live (created on first store).
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def key(self, config: Config, program: str, options: dict[str, Any] | None) -> str:
+        """The entry name of ``program`` (e.g. ``"chunk-7"``) compiled with ``options`` for ``config``."""
+        material = json.dumps(
+            [_environment(), repr(jax.tree.structure(config)), program, sorted((options or {}).items())],
+            default=repr,
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def load(self, key: str) -> tuple[Any, Any] | None:
+        """``(compiled, extra)`` stored under ``key``, or None when absent or unreadable."""
+        from jax.experimental import serialize_executable
+
+        path = self.directory / f"{key}.pkl"
+        try:
+            with path.open("rb") as f:
+                serialized, in_tree, out_tree, extra = pickle.load(f)
+            compiled = serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
+        except Exception:  # absent, truncated, from another jaxlib...: compile instead
+            return None
+        os.utime(path)
+        return compiled, extra
+
+    def store(self, key: str, compiled: Any, extra: Any = None) -> None:
+        """Save ``compiled`` (a ``jax.stages.Compiled``) under ``key``, atomically; never raises."""
+        from jax.experimental import serialize_executable
+
+        try:
+            payload = pickle.dumps((*serialize_executable.serialize(compiled), extra))
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, self.directory / f"{key}.pkl")
+            entries = sorted(self.directory.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
+            for old in entries[:-MAX_ENTRIES]:
+                old.unlink(missing_ok=True)
+        except Exception:  # a full disk or an unserialisable executable only costs the next run a compile
+            pass
+
+
+class Programs(NamedTuple):
+    """A run's compiled programs.
+
+    Attributes:
+        init: (keys [S], config) -> states.
+        chunks: {length: (states, config) -> (states, metrics)}.
+        evaluate: (states, keys [S]) -> returns [S, eval_episodes].
+        metric_names: the keys of a chunk's metrics (empty when there are no chunks).
+        compile_s: wall-clock seconds spent tracing, compiling or loading them.
+        cached: how many came from the executable cache.
+    """
+
+    init: Any
+    chunks: dict[int, Any]
+    evaluate: Any
+    metric_names: list[str]
+    compile_s: float
+    cached: int
+
+
+def compile_programs(
+    trainer: Trainer,
+    config: Config,
+    keys: jax.Array,
+    keys_eval: jax.Array,
+    lengths: Sequence[int],
+    executable_cache: ExecutableCache | None = None,
+) -> Programs:
+    """Compile (or load) ``init``, a chunk program per distinct length in ``lengths``, and ``evaluate``.
+
+    Tracing runs on this thread; compilation, deserialisation and cache writes on two worker threads.
+    """
+    t0 = time.perf_counter()
+    template: list[Any] = []
+
+    def states_like() -> Any:
+        if not template:
+            template.append(jax.eval_shape(trainer.init, keys, config))
+        return template[0]
+
+    jobs: list[tuple[str, Callable[[], Any], bool]] = [
+        ("init", lambda: trainer.init.lower(keys, config), True),
+        *[
+            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), False)
+            for n in sorted(set(lengths))
+        ],
+        ("evaluate", lambda: trainer.evaluate.lower(states_like(), keys_eval), True),
+    ]
+    futures: dict[str, Future] = {}
+    cached = 0
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trpojax-compile") as pool:
+        keys_of = {
+            name: executable_cache.key(config, name, compiler_options(one_shot)) if executable_cache else None
+            for name, _, one_shot in jobs
+        }
+        loads = {name: pool.submit(executable_cache.load, key) for name, key in keys_of.items() if key}
+        for name, lower, _ in jobs:
+            hit = loads[name].result() if name in loads else None
+            if hit is not None:
+                cached += 1
+                futures[name] = loads[name]
+                continue
+            lowered = lower()
+            if name == "init":
+                template.append(lowered.out_info)
+            extra = sorted(lowered.out_info[1]) if name.startswith("chunk") else None
+            futures[name] = pool.submit(_compile, lowered, extra, executable_cache, keys_of[name])
+        results = {name: future.result() for name, future in futures.items()}
+    chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
+    metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
+    return Programs(
+        init=results["init"][0],
+        chunks=chunks,
+        evaluate=results["evaluate"][0],
+        metric_names=list(metric_names),
+        compile_s=time.perf_counter() - t0,
+        cached=cached,
+    )
+
+
+def _compile(lowered: Any, extra: Any, executable_cache: ExecutableCache | None, key: str | None) -> tuple:
+    compiled = lowered.compile()
+    if executable_cache is not None and key is not None:
+        executable_cache.store(key, compiled, extra)
+    return compiled, extra
