@@ -23,7 +23,7 @@ import numpy as np
 from trpojax import checkpoint, report
 from trpojax import config as config_lib
 from trpojax.config import ConfigError
-from trpojax.train import eval_keys, make_evaluate, make_learner, state_template
+from trpojax.train import compiler_options, eval_keys, make_evaluate, make_learner, state_template
 
 
 def evaluate_run(
@@ -64,7 +64,8 @@ def evaluate_run(
     episodes = config.eval_episodes if episodes is None else episodes
     spec, learner = make_learner(config)
     evaluate = make_evaluate(config, spec, learner, episodes, deterministic=not stochastic)
-    returns = np.asarray(evaluate(states, eval_keys(config)))
+    keys = eval_keys(config)
+    returns = np.asarray(evaluate.lower(states, keys).compile(compiler_options(one_shot=True))(states, keys))
     means = returns.mean(axis=1)
     results = {
         "run_dir": str(run_dir),

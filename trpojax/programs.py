@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -167,12 +168,13 @@ def compile_programs(
             template.append(jax.eval_shape(trainer.init, keys, config))
         return template[0]
 
+    # The chunk programs first: the largest, so their compilation starts earliest.
     jobs: list[tuple[str, Callable[[], Any], bool]] = [
-        ("init", lambda: trainer.init.lower(keys, config), True),
         *[
             (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), False)
             for n in sorted(set(lengths))
         ],
+        ("init", lambda: trainer.init.lower(keys, config), True),
         ("evaluate", lambda: trainer.evaluate.lower(states_like(), keys_eval), True),
     ]
     futures: dict[str, Future] = {}
@@ -183,17 +185,16 @@ def compile_programs(
             for name, _, one_shot in jobs
         }
         loads = {name: pool.submit(executable_cache.load, key) for name, key in keys_of.items() if key}
-        for name, lower, _ in jobs:
+        for name, lower, one_shot in jobs:
             hit = loads[name].result() if name in loads else None
             if hit is not None:
                 cached += 1
                 futures[name] = loads[name]
                 continue
             lowered = lower()
-            if name == "init":
-                template.append(lowered.out_info)
             extra = sorted(lowered.out_info[1]) if name.startswith("chunk") else None
-            futures[name] = pool.submit(_compile, lowered, extra, executable_cache, keys_of[name])
+            options = compiler_options(one_shot)
+            futures[name] = pool.submit(_compile, lowered, options, extra, executable_cache, keys_of[name])
         results = {name: future.result() for name, future in futures.items()}
     chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
     metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
@@ -207,8 +208,34 @@ def compile_programs(
     )
 
 
-def _compile(lowered: Any, extra: Any, executable_cache: ExecutableCache | None, key: str | None) -> tuple:
-    compiled = lowered.compile()
-    if executable_cache is not None and key is not None:
+# An executable that JAX itself loaded from its persistent cache serialises to an incomplete blob (on CPU,
+# kernels go missing: "Function ... not found" when it runs), so only fresh compilations are stored. JAX
+# reports its cache hits as monitoring events, on the compiling thread.
+_JAX_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+_thread_state = threading.local()
+
+
+@cache
+def _watch_jax_cache() -> bool:
+    """Start noting JAX persistent-cache hits per thread; False if this JAX cannot report them."""
+
+    def on_event(event: str, **_: Any) -> None:
+        if event == _JAX_CACHE_HIT:
+            _thread_state.jax_cache_hit = True
+
+    try:
+        jax.monitoring.register_event_listener(on_event)
+    except Exception:
+        return False
+    return True
+
+
+def _compile(
+    lowered: Any, options: dict[str, Any] | None, extra: Any, executable_cache: ExecutableCache | None, key: str | None
+) -> tuple:
+    watching = executable_cache is not None and _watch_jax_cache()
+    _thread_state.jax_cache_hit = False
+    compiled = lowered.compile(options)
+    if watching and key is not None and not _thread_state.jax_cache_hit:
         executable_cache.store(key, compiled, extra)
     return compiled, extra

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,26 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def preload_pyplot() -> threading.Thread:
+    """Import :func:`pyplot` on a background thread (0.2-0.3 s), e.g. while a run trains; returns the thread.
+
+    A later :func:`pyplot` call waits for this import (Python's import lock) instead of repeating it.
+    """
+    thread = threading.Thread(target=pyplot, name="trpojax-import-pyplot")
+    thread.start()
+    return thread
+
+
 def plot_learning_curve(
     metrics_csv: str | Path,
     out_png: str | Path,
@@ -111,10 +132,7 @@ def plot_learning_curve(
     column: str = "episode_return_mean",
 ) -> None:
     """Plot ``column`` against env steps: the mean over seeds, a min-max band and a +-1 std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = read_metrics(metrics_csv)
     steps = np.unique(data["env_steps"])

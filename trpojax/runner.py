@@ -13,7 +13,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -93,10 +95,28 @@ def _host(tree: Any) -> Any:
 
 
 def _wait(tree: Any) -> None:
-    """Block until every array of ``tree`` is computed, waking often so signal handlers run promptly."""
-    leaves = [leaf for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)]
-    while not all(leaf.is_ready() for leaf in leaves):
-        time.sleep(0.01)
+    """Block until every array of ``tree`` is computed, returning the moment it is.
+
+    A helper thread blocks on the arrays; this (main) thread waits on an event, which a signal interrupts,
+    so the SIGINT handler runs promptly even during a long chunk. An error computing the arrays is raised
+    here.
+    """
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def block() -> None:
+        try:
+            jax.block_until_ready(tree)
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            errors.append(err)
+        finally:
+            done.set()
+
+    threading.Thread(target=block, name="trpojax-wait", daemon=True).start()
+    while not done.wait(0.1):
+        pass
+    if errors:
+        raise errors[0]
 
 
 def first_divergence(metrics: dict[str, np.ndarray], first_update: int) -> tuple[int, int] | None:
@@ -204,16 +224,24 @@ def run(
         desc=f"{config.algo} {config.env}",
     )
     last_return = float("nan")
+    report.preload_pyplot()  # for learning_curve.png, while the device trains
+    # Up to two chunks are in flight: the next one is dispatched before the host reads the current one's
+    # metrics, writes them and checkpoints, so the device never waits for the host.
+    queue: deque[tuple[int, TrainState, TrainState, dict[str, Any]]] = deque()
+    launched, tail = 0, states
+    ready_at = time.perf_counter()
     try:
-        for length in lengths:
-            if stop_requested():
-                raise RunInterrupted(done, save(states, done))
-            t0 = time.perf_counter()
-            previous = states
-            states, metrics = compiled[length](states, config)
+        while True:
+            while launched < len(lengths) and len(queue) < 2 and not stop_requested():
+                out = compiled[lengths[launched]](tail, config)
+                queue.append((lengths[launched], tail, *out))
+                launched, tail = launched + 1, out[0]
+            if not queue:
+                break
+            length, previous, states, metrics = queue.popleft()
             _wait((states, metrics))
             metrics = _host(metrics)
-            dt = time.perf_counter() - t0
+            dt, ready_at = time.perf_counter() - ready_at, time.perf_counter()
             train_s += dt
             diverged = first_divergence(metrics, done + 1)
             if diverged is not None:

@@ -183,22 +183,16 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
         return jax.vmap(lambda k, c: strong_types(learner.init(k, c)))(block_keys, block_configs)
 
     t0 = time.perf_counter()
-    init_jit = jax.jit(sharded(init_block), compiler_options=compiler_options(one_shot=True))
-    init = init_jit.lower(keys, run_configs).compile()
+    init_jit = jax.jit(sharded(init_block))
+    init = init_jit.lower(keys, run_configs).compile(compiler_options(one_shot=True))
     states = jax.eval_shape(init_jit, keys, run_configs)
     lengths = chunk_lengths(config.num_updates, config.num_chunks)
     chunks = {
-        n: jax.jit(
-            sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0, compiler_options=compiler_options()
-        )
-        .lower(states, run_configs).compile()
+        n: jax.jit(sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0)
+        .lower(states, run_configs).compile(compiler_options())
         for n in sorted(set(lengths))
     }
-    evaluate_c = (
-        jax.jit(sharded(jax.vmap(evaluate)), compiler_options=compiler_options(one_shot=True))
-        .lower(states, keys)
-        .compile()
-    )
+    evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile(compiler_options(one_shot=True))
     compile_s = time.perf_counter() - t0
     return Program(
         group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,

@@ -137,11 +137,7 @@ def summary_markdown(sweep: Sweep, result: SweepResult, programs: list[Program],
 
 def plot_curves(path: Path, sweep: Sweep, result: SweepResult, top: int = 8) -> None:
     """Mean return against env steps with a 95% bootstrap band, for the ``top`` best configs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for k, c in enumerate(result.order[:top]):
         band = stats.curve_band(result.curves[c])

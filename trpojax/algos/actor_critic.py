@@ -21,7 +21,7 @@ from trpojax.envs import EnvSpec, init_running_stats, normalize_obs, update_runn
 from trpojax.linalg import (
     CGInfo,
     conjugate_gradient,
-    make_fisher_vector_product,
+    make_gauss_newton_fvp,
     tree_all_finite,
     tree_axpy,
     tree_vdot,
@@ -111,8 +111,9 @@ def natural_direction(
 ) -> NaturalDirection:
     """Solve (F + damping I) s = g by ``cg_iters`` CG steps on Fisher-vector products, F never formed.
 
-    F is the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the average Fisher information);
-    the operator is linearised once (:func:`trpojax.linalg.make_fisher_vector_product`).
+    F is the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the average Fisher information),
+    applied in its factored form J^T M J with the network linearised once
+    (:func:`trpojax.linalg.make_gauss_newton_fvp`).
     """
     chex.assert_rank(batch.advantages, 1)
     old_dist = jax.lax.stop_gradient(policy_apply(policy_params, batch.obs))
@@ -124,7 +125,9 @@ def natural_direction(
         return jnp.mean(ratio * batch.advantages), jnp.mean(old_dist.kl(dist))
 
     surrogate, grad = jax.value_and_grad(lambda p: surrogate_and_kl(p)[0])(policy_params)
-    fvp = make_fisher_vector_product(lambda p: surrogate_and_kl(p)[1], policy_params, damping)
+    fvp = make_gauss_newton_fvp(
+        lambda p: policy_apply(p, batch.obs), lambda dist: jnp.mean(old_dist.kl(dist)), policy_params, damping
+    )
     direction, cg_info = conjugate_gradient(fvp, grad, max_iters=cg_iters, tol=cg_tol)
     curvature = tree_vdot(direction, fvp(direction))
     valid = jnp.isfinite(curvature) & (curvature > 0) & tree_all_finite(grad) & tree_all_finite(direction)
