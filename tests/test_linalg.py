@@ -12,6 +12,7 @@ from trpojax.linalg import (
     fisher_vector_product,
     hessian_vector_product,
     make_fisher_vector_product,
+    make_gauss_newton_fvp,
 )
 
 
@@ -84,12 +85,14 @@ def test_hvp_matches_jax_hessian(x64):
     np.testing.assert_allclose(got, dense @ ravel_pytree(v)[0], rtol=1e-10)
 
 
-def _policy_setup(kind, rng):
+def _policy_setup(kind, rng, nonlinear=False):
     obs = jnp.asarray(rng.normal(size=(16, 3)))
     params = {"w": jnp.asarray(rng.normal(size=(3, 4))), "s": jnp.asarray(rng.normal(size=2) * 0.3)}
+    if nonlinear:  # a hidden tanh layer: the network's own curvature is not zero
+        params["h"] = jnp.asarray(rng.normal(size=(3, 3)))
 
     def dist(p, o):
-        out = o @ p["w"]
+        out = (jnp.tanh(o @ p["h"]) if "h" in p else o) @ p["w"]
         if kind == "categorical":
             return Categorical(logits=out)
         return DiagGaussian(mean=out[:, :2], log_std=p["s"])
@@ -119,10 +122,11 @@ def _explicit_fisher(kind, obs, params, dist):
     return jnp.mean(jnp.stack(mats), axis=0)
 
 
+@pytest.mark.parametrize("nonlinear", [False, True])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
-def test_fvp_matches_explicit_fisher(x64, kind):
+def test_fvp_matches_explicit_fisher(x64, kind, nonlinear):
     rng = np.random.default_rng(3)
-    obs, params, dist = _policy_setup(kind, rng)
+    obs, params, dist = _policy_setup(kind, rng, nonlinear)
     old = jax.lax.stop_gradient(dist(params, obs))
     kl_fn = lambda p: jnp.mean(old.kl(dist(p, obs)))  # noqa: E731
     fisher = _explicit_fisher(kind, obs, params, dist)
@@ -133,3 +137,23 @@ def test_fvp_matches_explicit_fisher(x64, kind):
         np.testing.assert_allclose(got, fisher @ v_flat + damping * v_flat, rtol=1e-9, atol=1e-12)
         got2 = ravel_pytree(make_fisher_vector_product(kl_fn, params, damping)(v))[0]
         np.testing.assert_allclose(got2, got, rtol=1e-12, atol=1e-14)
+        divergence = lambda d: jnp.mean(old.kl(d))  # noqa: E731
+        gauss_newton = make_gauss_newton_fvp(lambda p: dist(p, obs), divergence, params, damping)
+        got3 = ravel_pytree(gauss_newton(v))[0]
+        np.testing.assert_allclose(got3, fisher @ v_flat + damping * v_flat, rtol=1e-9, atol=1e-12)
+
+
+def test_gauss_newton_fvp_is_not_the_hessian_away_from_the_old_policy(x64):
+    """J^T M J equals the KL Hessian only where the KL's gradient in z vanishes (at theta_old): evaluated at
+    another theta with a curved network, the factored product must differ from the true Hessian."""
+    rng = np.random.default_rng(5)
+    obs, params, dist = _policy_setup("categorical", rng, nonlinear=True)
+    old = jax.lax.stop_gradient(dist(params, obs))
+    moved = jax.tree.map(lambda x: x + 0.5, params)
+    kl_fn = lambda p: jnp.mean(old.kl(dist(p, obs)))  # noqa: E731
+    v = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)
+    hessian = ravel_pytree(hessian_vector_product(kl_fn, moved, v))[0]
+    factored = ravel_pytree(
+        make_gauss_newton_fvp(lambda p: dist(p, obs), lambda d: jnp.mean(old.kl(d)), moved)(v)
+    )[0]
+    assert np.linalg.norm(factored - hessian) > 1e-3 * np.linalg.norm(hessian)

@@ -1,0 +1,146 @@
+"""Start-up path: compile options, parallel compilation, the executable cache, the light gymnax import."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from trpojax import config as config_lib
+from trpojax.envs import make_env
+from trpojax.gymnax_light import CLASSIC_CONTROL
+from trpojax.programs import ExecutableCache, compile_programs
+from trpojax.train import chunk_schedule, compiler_options, eval_keys, make_trainer, seed_keys
+
+TINY = {
+    "algo": "trpo", "env": "CartPole-v1", "num_seeds": 2, "num_envs": 4, "num_steps": 32,
+    "total_env_steps": 4 * 32 * 4, "eval_episodes": 2, "num_chunks": 2,
+}
+
+
+def _programs(config, cache=None):
+    trainer = make_trainer(config)
+    keys = seed_keys(config)
+    lengths = chunk_schedule(config)
+    return trainer, keys, lengths, compile_programs(trainer, config, keys, eval_keys(config), lengths, cache)
+
+
+def _train(config, programs, keys, lengths):
+    states = programs.init(keys, config)
+    rows = []
+    for length in lengths:
+        states, metrics = programs.chunks[length](states, config)
+        rows.append(np.asarray(metrics["episode_return_mean"]))
+    return np.concatenate(rows, axis=1), np.asarray(programs.evaluate(states, eval_keys(config)))
+
+
+def test_compiler_options_on_cpu():
+    assert jax.default_backend() == "cpu"
+    assert compiler_options()["xla_backend_optimization_level"] == 1
+    assert compiler_options(one_shot=True)["xla_backend_optimization_level"] == 0
+
+
+def test_executable_cache_round_trip_runs_the_same_programs(tmp_path):
+    config = config_lib.from_dict(TINY)
+    cache = ExecutableCache(tmp_path)
+    _, keys, lengths, first = _programs(config, cache)
+    assert first.cached == 0 and len(list(tmp_path.glob("*.pkl"))) == 3
+    _, _, _, second = _programs(config, cache)
+    assert second.cached == 3
+    assert second.metric_names == first.metric_names
+    returns_a, eval_a = _train(config, first, keys, lengths)
+    returns_b, eval_b = _train(config, second, keys, lengths)
+    np.testing.assert_array_equal(returns_a, returns_b)
+    np.testing.assert_array_equal(eval_a, eval_b)
+
+
+def test_executable_cache_key_follows_static_fields_only(tmp_path):
+    cache = ExecutableCache(tmp_path)
+    base = config_lib.from_dict(TINY)
+    key = cache.key(base, "chunk-2", compiler_options())
+    assert cache.key(config_lib.from_dict({**TINY, "trpo": {"max_kl": 0.05}}), "chunk-2", compiler_options()) == key
+    assert cache.key(config_lib.from_dict({**TINY, "num_envs": 8}), "chunk-2", compiler_options()) != key
+    assert cache.key(base, "chunk-3", compiler_options()) != key
+    assert cache.key(base, "chunk-2", compiler_options(one_shot=True)) != key
+
+
+def test_corrupt_entries_are_recompiled(tmp_path):
+    config = config_lib.from_dict(TINY)
+    cache = ExecutableCache(tmp_path)
+    _, keys, lengths, first = _programs(config, cache)
+    for entry in tmp_path.glob("*.pkl"):
+        entry.write_bytes(entry.read_bytes()[:100])
+    _, _, _, again = _programs(config, cache)
+    assert again.cached == 0
+    np.testing.assert_array_equal(_train(config, again, keys, lengths)[0], _train(config, first, keys, lengths)[0])
+    _, _, _, third = _programs(config, cache)  # the recompiled entries were written back whole
+    assert third.cached == 3
+
+
+def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
+    """JAX's persistent cache hit yields an executable that re-serialises without its kernels; such runs
+    must not write the executable cache."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(json.dumps(TINY))
+    script = textwrap.dedent(
+        """
+        import sys
+        from trpojax import runner
+        sys.exit(runner.main(["--config", sys.argv[1], "--out", sys.argv[2], "--quiet"]))
+        """
+    )
+
+    def run(out, cache_dir):
+        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(cache_dir)}
+        proc = subprocess.run([sys.executable, "-c", script, str(config_path), str(out)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads((out / "summary.json").read_text())
+
+    cache_dir = tmp_path / "cache"
+    first = run(tmp_path / "a", cache_dir)
+    executables = cache_dir / "trpojax-executables"
+    assert first["programs_from_cache"] == 0 and len(list(executables.glob("*.pkl"))) == 3
+    for entry in executables.glob("*.pkl"):
+        entry.unlink()
+    second = run(tmp_path / "b", cache_dir)  # every program comes from JAX's own cache now
+    assert not list(executables.glob("*.pkl"))
+    assert second["eval_return_mean"] == first["eval_return_mean"]
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC_CONTROL))
+def test_light_classic_control_envs_match_gymnax_make(name):
+    import gymnax
+
+    spec = make_env(name)
+    env, params = gymnax.make(name)
+    assert type(spec.env) is type(env)
+    assert jax.tree.structure(params) == jax.tree.structure(spec.params)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(spec.params)):
+        np.testing.assert_array_equal(a, b)
+    assert env.action_space(params).__class__ is spec.env.action_space(spec.params).__class__
+
+
+def test_classic_control_import_skips_the_rest_of_gymnax():
+    code = textwrap.dedent(
+        """
+        import sys
+        from trpojax import config
+        cfg = config.from_dict({"algo": "trpo", "env": "Pendulum-v1"})
+        from trpojax.envs import make_env
+        spec = make_env("Pendulum-v1")
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("seaborn", "scipy", "matplotlib")
+                       or m.startswith("gymnax.environments.misc"))
+        import gymnax  # the deferred package completes itself on use
+        env, params = gymnax.make("Pendulum-v1")
+        from gymnax.environments import minatar
+        print(heavy, type(env) is type(spec.env), "Catch-bsuite" in gymnax.registered_envs, bool(minatar))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "True", "True", "True"]
