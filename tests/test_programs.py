@@ -120,7 +120,7 @@ def test_light_classic_control_envs_match_gymnax_make(name):
     env, params = gymnax.make(name)
     assert type(spec.env) is type(env)
     assert jax.tree.structure(params) == jax.tree.structure(spec.params)
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(spec.params)):
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(spec.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert env.action_space(params).__class__ is spec.env.action_space(spec.params).__class__
 
