@@ -8,11 +8,14 @@ The KL divergences are closed-form (Kullback & Leibler 1951); TRPO constrains th
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+_LOG_2PI = np.float32(math.log(2.0 * math.pi))  # a host constant: no device op at import
 
 
 @struct.dataclass

@@ -87,6 +87,18 @@ class ExecutableCache:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
+        self._writes: list[threading.Thread] = []
+
+    def store_later(self, key: str, compiled: Any, extra: Any = None) -> None:
+        """:meth:`store` on a background thread, off the path to the first training step; see :meth:`flush`."""
+        thread = threading.Thread(target=self.store, args=(key, compiled, extra), name="trpojax-cache-write")
+        thread.start()
+        self._writes.append(thread)
+
+    def flush(self) -> None:
+        """Wait for the writes started by :meth:`store_later`."""
+        while self._writes:
+            self._writes.pop().join()
 
     def key(self, config: Config, program: str, options: dict[str, Any] | None) -> str:
         """The entry name of ``program`` (e.g. ``"chunk-7"``) compiled with ``options`` for ``config``."""
@@ -134,10 +146,11 @@ class Programs(NamedTuple):
     Attributes:
         init: (keys [S], config) -> states.
         chunks: {length: (states, config) -> (states, metrics)}.
-        evaluate: (states, keys [S]) -> returns [S, eval_episodes].
+        evaluate: (states, keys [S]) -> returns [S, eval_episodes]; compiled in the background while the
+            run trains (a call waits for it).
         metric_names: the keys of a chunk's metrics (empty when there are no chunks).
-        compile_s: wall-clock seconds spent tracing, compiling or loading them.
-        cached: how many came from the executable cache.
+        compile_s: wall-clock seconds spent tracing, compiling or loading before training can start.
+        cached: of init and the chunk programs, how many came from the executable cache.
     """
 
     init: Any
@@ -146,6 +159,30 @@ class Programs(NamedTuple):
     metric_names: list[str]
     compile_s: float
     cached: int
+
+
+class Pending:
+    """A program still being compiled on a background thread; calling it waits, then runs it.
+
+    Attributes:
+        from_cache: whether it was loaded from the executable cache (known once it is ready).
+    """
+
+    def __init__(self, job: Callable[[], tuple[Any, bool]]):
+        self._future: Future = Future()
+        self.from_cache = False
+
+        def run() -> None:
+            try:
+                self._future.set_result(job())
+            except BaseException as err:  # noqa: BLE001 - re-raised by __call__
+                self._future.set_exception(err)
+
+        threading.Thread(target=run, name="trpojax-compile-evaluate", daemon=True).start()
+
+    def __call__(self, *args: Any) -> Any:
+        compiled, self.from_cache = self._future.result()
+        return compiled(*args)
 
 
 def compile_programs(
@@ -158,33 +195,40 @@ def compile_programs(
 ) -> Programs:
     """Compile (or load) ``init``, a chunk program per distinct length in ``lengths``, and ``evaluate``.
 
-    Tracing runs on this thread; compilation, deserialisation and cache writes on two worker threads.
+    Tracing runs on this thread; compilation and deserialisation on two worker threads; cache writes on
+    background threads (``executable_cache.flush()`` waits for them). The final evaluation's program is
+    traced and compiled on a background thread, so it overlaps training instead of delaying it.
     """
     t0 = time.perf_counter()
-    template: list[Any] = []
+    states_like = jax.eval_shape(trainer.init, keys, config)
 
-    def states_like() -> Any:
-        if not template:
-            template.append(jax.eval_shape(trainer.init, keys, config))
-        return template[0]
+    def key(name: str, one_shot: bool) -> str | None:
+        return executable_cache.key(config, name, compiler_options(one_shot)) if executable_cache else None
+
+    if executable_cache is not None:
+        # Name each program after its executable-cache key. JAX's persistent cache key starts with the
+        # program's name, so JAX's entry and ours are created and found together: after an upgrade of
+        # trpojax both miss once and both store a fresh compilation (a JAX hit is never stored, above).
+        tag = executable_cache.key(config, "programs", None)[:16]
+        trainer = trainer._replace(
+            init=_renamed(trainer.init, f"trpojax_init_{tag}"),
+            run_chunk=_renamed(trainer.run_chunk, f"trpojax_chunk_{tag}", static_argnums=2),
+            evaluate=_renamed(trainer.evaluate, f"trpojax_evaluate_{tag}"),
+        )
 
     # The chunk programs first: the largest, so their compilation starts earliest.
     jobs: list[tuple[str, Callable[[], Any], bool]] = [
         *[
-            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), False)
+            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like, config, n), False)
             for n in sorted(set(lengths))
         ],
         ("init", lambda: trainer.init.lower(keys, config), True),
-        ("evaluate", lambda: trainer.evaluate.lower(states_like(), keys_eval), True),
     ]
     futures: dict[str, Future] = {}
     cached = 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trpojax-compile") as pool:
-        keys_of = {
-            name: executable_cache.key(config, name, compiler_options(one_shot)) if executable_cache else None
-            for name, _, one_shot in jobs
-        }
-        loads = {name: pool.submit(executable_cache.load, key) for name, key in keys_of.items() if key}
+        keys_of = {name: key(name, one_shot) for name, _, one_shot in jobs}
+        loads = {name: pool.submit(executable_cache.load, k) for name, k in keys_of.items() if k}
         for name, lower, one_shot in jobs:
             hit = loads[name].result() if name in loads else None
             if hit is not None:
@@ -198,14 +242,34 @@ def compile_programs(
         results = {name: future.result() for name, future in futures.items()}
     chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
     metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
+
+    def evaluate_job() -> tuple[Any, bool]:
+        eval_key = key("evaluate", True)
+        hit = executable_cache.load(eval_key) if executable_cache and eval_key else None
+        if hit is not None:
+            return hit[0], True
+        lowered = trainer.evaluate.lower(states_like, keys_eval)
+        return _compile(lowered, compiler_options(True), None, executable_cache, eval_key)[0], False
+
     return Programs(
         init=results["init"][0],
         chunks=chunks,
-        evaluate=results["evaluate"][0],
+        evaluate=Pending(evaluate_job),
         metric_names=list(metric_names),
         compile_s=time.perf_counter() - t0,
         cached=cached,
     )
+
+
+def _renamed(jitted: Any, name: str, static_argnums: int | tuple[int, ...] = ()) -> Any:
+    """``jitted`` (a ``jax.jit`` function) re-jitted under the function name ``name``."""
+    inner = jitted.__wrapped__
+
+    def program(*args: Any) -> Any:
+        return inner(*args)
+
+    program.__name__ = program.__qualname__ = name
+    return jax.jit(program, static_argnums=static_argnums)
 
 
 # An executable that JAX itself loaded from its persistent cache serialises to an incomplete blob (on CPU,
@@ -237,5 +301,5 @@ def _compile(
     _thread_state.jax_cache_hit = False
     compiled = lowered.compile(options)
     if watching and key is not None and not _thread_state.jax_cache_hit:
-        executable_cache.store(key, compiled, extra)
+        executable_cache.store_later(key, compiled, extra)
     return compiled, extra

@@ -270,6 +270,8 @@ def run(
             writer.close()
 
     eval_returns = np.asarray(evaluate(states, keys_eval))
+    if executable_cache is not None:
+        executable_cache.flush()
     per_seed = eval_returns.mean(axis=1)
     summary = {
         "algo": config.algo,
@@ -285,7 +287,7 @@ def run(
         "train_return_final": final_train_return(metrics_path),
         "wall_clock_s": time.time() - start_time,
         "compile_s": compile_s,
-        "programs_from_cache": programs.cached,
+        "programs_from_cache": programs.cached + int(evaluate.from_cache),
         "train_s": train_s,
         "env_steps_per_s": total_steps * config.num_seeds / max(train_s, 1e-9),
         "devices": [str(d) for d in jax.devices()],

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,8 +57,14 @@ def compiler_options(one_shot: bool = False) -> dict[str, Any] | None:
 
 def seed_keys(config: Config) -> jax.Array:
     """PRNG keys of the run's seeds, [num_seeds]: seed i uses fold_in(PRNGKey(config.seed), i)."""
-    base = jax.random.PRNGKey(config.seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
+    return _seed_keys(config.seed, config.num_seeds)
+
+
+@partial(jax.jit, static_argnums=1)
+def _seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    # One small program rather than an eagerly dispatched (and separately compiled) op per step.
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_seeds))
 
 
 def make_learner(config: Config) -> tuple[EnvSpec, Learner]:
@@ -157,7 +164,12 @@ def make_evaluate(
 
 def eval_keys(config: Config) -> jax.Array:
     """Evaluation keys [num_seeds]: fold_in(seed key, EVAL_KEY_SALT), disjoint from training keys."""
-    return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_KEY_SALT))(seed_keys(config))
+    return _eval_keys(seed_keys(config))
+
+
+@jax.jit
+def _eval_keys(keys: jax.Array) -> jax.Array:
+    return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_KEY_SALT))(keys)
 
 
 def state_template(config: Config) -> TrainState:
