@@ -136,6 +136,9 @@ class ExecutableCache:
             entries = sorted(self.directory.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
             for old in entries[:-MAX_ENTRIES]:
                 old.unlink(missing_ok=True)
+            for stale in self.directory.glob("*.tmp"):  # left by a process killed mid-write
+                if time.time() - stale.stat().st_mtime > 600:
+                    stale.unlink(missing_ok=True)
         except Exception:  # a full disk or an unserialisable executable only costs the next run a compile
             pass
 
