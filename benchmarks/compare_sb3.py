@@ -9,7 +9,7 @@ cache, then again with that cache warm. With ``--seeds N`` trpojax trains N seed
 sb3 trains them one after another in one process (imports paid once). Requires the ``bench`` extra:
 ``pip install -e ".[bench]"``.
 
-    python -m benchmarks.compare_sb3 [--seed 0] [--seeds 1]
+    python -m benchmarks.compare_sb3 [--seed 0] [--seeds 1] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,31 +84,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per side (trpojax: one vmapped program)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per row; the median is reported")
     args = parser.parse_args()
+    runs: dict[str, list[tuple[float, float, float]]] = {
+        "trpojax, cold cache": [], "trpojax, warm cache": [], "sb3-contrib TRPO": []
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = tmp / "trpo_cartpole_zoo.yaml"
         cfg.write_text(yaml.safe_dump({**TRPOJAX_CONFIG, "seed": args.seed, "num_seeds": args.seeds}))
-        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp / "cache")}
-        results = {}
-        for label in ("trpojax, cold cache", "trpojax, warm cache"):
-            out = tmp / label.replace(" ", "").replace(",", "_")
-            secs, _ = timed([sys.executable, "-m", "trpojax.train", "--config", str(cfg), "--out", str(out),
-                             "--quiet"], env)
-            summary = json.loads((out / "summary.json").read_text())
-            results[label] = (secs, summary["eval_return_mean"], summary["compile_s"])
-        secs, proc = timed([sys.executable, "-c", SB3_SCRIPT, str(args.seed), str(args.seeds)], dict(os.environ))
-        results["sb3-contrib TRPO"] = (secs, json.loads(proc.stdout.strip().splitlines()[-1])["eval_return_mean"], 0.0)
+        for repeat in range(args.repeats):
+            env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp / f"cache{repeat}")}  # empty: cold
+            for label in ("trpojax, cold cache", "trpojax, warm cache"):
+                out = tmp / f"{label.replace(' ', '').replace(',', '_')}{repeat}"
+                secs, _ = timed([sys.executable, "-m", "trpojax.train", "--config", str(cfg), "--out", str(out),
+                                 "--quiet"], env)
+                summary = json.loads((out / "summary.json").read_text())
+                runs[label].append((secs, summary["eval_return_mean"], summary["compile_s"]))
+            secs, proc = timed([sys.executable, "-c", SB3_SCRIPT, str(args.seed), str(args.seeds)], dict(os.environ))
+            sb3_return = json.loads(proc.stdout.strip().splitlines()[-1])["eval_return_mean"]
+            runs["sb3-contrib TRPO"].append((secs, sb3_return, 0.0))
 
     from benchmarks._timing import machine
 
-    sb3 = results["sb3-contrib TRPO"][0]
+    def median(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    sb3 = median([r[0] for r in runs["sb3-contrib TRPO"]])
     print(f"machine: {machine()}")
     print(f"CartPole-v1, rl-zoo TRPO hyperparameters, 100k env steps, {args.seeds} seed(s), whole process "
-          "incl. imports")
-    print(f"{'run':<22}{'wall clock (s)':>16}{'compile (s)':>13}{'eval return':>13}{'sb3 / this':>12}")
-    for label, (secs, ret, comp) in results.items():
-        print(f"{label:<22}{secs:>16.1f}{comp:>13.1f}{ret:>13.1f}{sb3 / secs:>12.1f}")
+          f"incl. imports; median of {args.repeats} run(s) per row")
+    print(f"{'run':<22}{'wall clock (s)':>16}{'range (s)':>14}{'compile (s)':>13}{'eval return':>13}"
+          f"{'sb3 / this':>12}")
+    for label, rows in runs.items():
+        secs = [r[0] for r in rows]
+        spread = f"{min(secs):.1f}-{max(secs):.1f}"
+        print(f"{label:<22}{median(secs):>16.1f}{spread:>14}{median([r[2] for r in rows]):>13.1f}"
+              f"{median([r[1] for r in rows]):>13.1f}{sb3 / median(secs):>12.1f}")
 
 
 if __name__ == "__main__":
