@@ -104,7 +104,12 @@ def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
     )
 
     def run(out, cache_dir):
-        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(cache_dir)}
+        env = {
+            **os.environ,
+            "TRPOJAX_CACHE_DIR": str(cache_dir),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # JAX caches even these small programs
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        }
         proc = subprocess.run([sys.executable, "-c", script, str(config_path), str(out)], env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
