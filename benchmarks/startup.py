@@ -37,7 +37,7 @@ def main() -> None:
         "chunk (7 updates)": trainer.run_chunk.lower(states_like, config, 7),
         "evaluate": trainer.evaluate.lower(states_like, keys_eval),
     }
-    variants = {"XLA defaults": lambda one_shot: None, "trpojax options": compiler_options}
+    variants = {"XLA defaults": lambda one_shot: None, "trpojax options": lambda o: compiler_options(config, o)}
     compile_s: dict[tuple[str, str], float] = {}
     chunk = {}
     for variant, options in variants.items():

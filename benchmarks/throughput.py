@@ -17,7 +17,7 @@ import jax
 from benchmarks._timing import machine
 from trpojax import config as config_lib
 from trpojax.rollout import reset_envs, rollout
-from trpojax.train import make_trainer, seed_keys
+from trpojax.train import compiler_options, make_trainer, seed_keys
 
 
 def time_training(cfg, updates: int) -> float:
@@ -25,7 +25,7 @@ def time_training(cfg, updates: int) -> float:
     trainer = make_trainer(cfg)
     keys = seed_keys(cfg)
     states = trainer.init(keys, cfg)
-    run = trainer.run_chunk.lower(states, cfg, updates).compile()
+    run = trainer.run_chunk.lower(states, cfg, updates).compile(compiler_options(cfg))
     jax.block_until_ready(run(states, cfg))
     t0 = time.perf_counter()
     jax.block_until_ready(run(states, cfg))

@@ -1,5 +1,6 @@
 """Start-up path: compile options, parallel compilation, the executable cache, the light gymnax import."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,15 @@ from trpojax import config as config_lib
 from trpojax.envs import make_env
 from trpojax.gymnax_light import CLASSIC_CONTROL
 from trpojax.programs import ExecutableCache, compile_programs
-from trpojax.train import chunk_schedule, compiler_options, eval_keys, make_trainer, seed_keys
+from trpojax.train import (
+    CPU_FAST_OPTIONS,
+    CPU_OPTIMIZED_OPTIONS,
+    chunk_schedule,
+    compiler_options,
+    eval_keys,
+    make_trainer,
+    seed_keys,
+)
 
 TINY = {
     "algo": "trpo", "env": "CartPole-v1", "num_seeds": 2, "num_envs": 4, "num_steps": 32,
@@ -47,8 +56,13 @@ def _from_cache(programs):
 
 def test_compiler_options_on_cpu():
     assert jax.default_backend() == "cpu"
-    assert compiler_options()["xla_backend_optimization_level"] == 1
-    assert compiler_options(one_shot=True)["xla_backend_optimization_level"] == 0
+    short = config_lib.from_dict(TINY)
+    wide = config_lib.from_dict({**TINY, "num_seeds": 8, "total_env_steps": 100_000})
+    assert compiler_options(short) == CPU_FAST_OPTIONS
+    assert compiler_options(wide) == CPU_OPTIMIZED_OPTIONS
+    assert compiler_options(dataclasses.replace(wide, compile_mode="fast")) == CPU_FAST_OPTIONS
+    assert compiler_options(dataclasses.replace(short, compile_mode="optimized")) == CPU_OPTIMIZED_OPTIONS
+    assert compiler_options(short, one_shot=True)["xla_backend_optimization_level"] == 0
 
 
 def test_executable_cache_round_trip_runs_the_same_programs(tmp_path):
@@ -68,11 +82,12 @@ def test_executable_cache_round_trip_runs_the_same_programs(tmp_path):
 def test_executable_cache_key_follows_static_fields_only(tmp_path):
     cache = ExecutableCache(tmp_path)
     base = config_lib.from_dict(TINY)
-    key = cache.key(base, "chunk-2", compiler_options())
-    assert cache.key(config_lib.from_dict({**TINY, "trpo": {"max_kl": 0.05}}), "chunk-2", compiler_options()) == key
-    assert cache.key(config_lib.from_dict({**TINY, "num_envs": 8}), "chunk-2", compiler_options()) != key
-    assert cache.key(base, "chunk-3", compiler_options()) != key
-    assert cache.key(base, "chunk-2", compiler_options(one_shot=True)) != key
+    options = compiler_options(base)
+    key = cache.key(base, "chunk-2", options)
+    assert cache.key(config_lib.from_dict({**TINY, "trpo": {"max_kl": 0.05}}), "chunk-2", options) == key
+    assert cache.key(config_lib.from_dict({**TINY, "num_envs": 8}), "chunk-2", options) != key
+    assert cache.key(base, "chunk-3", options) != key
+    assert cache.key(base, "chunk-2", compiler_options(base, one_shot=True)) != key
 
 
 def test_corrupt_entries_are_recompiled(tmp_path):

@@ -65,7 +65,7 @@ def evaluate_run(
     spec, learner = make_learner(config)
     evaluate = make_evaluate(config, spec, learner, episodes, deterministic=not stochastic)
     keys = eval_keys(config)
-    returns = np.asarray(evaluate.lower(states, keys).compile(compiler_options(one_shot=True))(states, keys))
+    returns = np.asarray(evaluate.lower(states, keys).compile(compiler_options(config, one_shot=True))(states, keys))
     means = returns.mean(axis=1)
     results = {
         "run_dir": str(run_dir),

@@ -206,7 +206,7 @@ def compile_programs(
     states_like = jax.eval_shape(trainer.init, keys, config)
 
     def key(name: str, one_shot: bool) -> str | None:
-        return executable_cache.key(config, name, compiler_options(one_shot)) if executable_cache else None
+        return executable_cache.key(config, name, compiler_options(config, one_shot)) if executable_cache else None
 
     if executable_cache is not None:
         # Name each program after its executable-cache key. JAX's persistent cache key starts with the
@@ -240,7 +240,7 @@ def compile_programs(
                 continue
             lowered = lower()
             extra = sorted(lowered.out_info[1]) if name.startswith("chunk") else None
-            options = compiler_options(one_shot)
+            options = compiler_options(config, one_shot)
             futures[name] = pool.submit(_compile, lowered, options, extra, executable_cache, keys_of[name])
         results = {name: future.result() for name, future in futures.items()}
     chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
@@ -252,7 +252,7 @@ def compile_programs(
         if hit is not None:
             return hit[0], True
         lowered = trainer.evaluate.lower(states_like, keys_eval)
-        return _compile(lowered, compiler_options(True), None, executable_cache, eval_key)[0], False
+        return _compile(lowered, compiler_options(config, True), None, executable_cache, eval_key)[0], False
 
     return Programs(
         init=results["init"][0],

@@ -23,6 +23,7 @@ sweep) into DIR; see docs/sweeps.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -184,15 +185,16 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
 
     t0 = time.perf_counter()
     init_jit = jax.jit(sharded(init_block))
-    init = init_jit.lower(keys, run_configs).compile(compiler_options(one_shot=True))
+    init = init_jit.lower(keys, run_configs).compile(compiler_options(config, one_shot=True))
     states = jax.eval_shape(init_jit, keys, run_configs)
     lengths = chunk_lengths(config.num_updates, config.num_chunks)
     chunks = {
         n: jax.jit(sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0)
-        .lower(states, run_configs).compile(compiler_options())
+        .lower(states, run_configs).compile(compiler_options(dataclasses.replace(config, num_seeds=padded)))
         for n in sorted(set(lengths))
     }
-    evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile(compiler_options(one_shot=True))
+    one_shot = compiler_options(config, one_shot=True)
+    evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile(one_shot)
     compile_s = time.perf_counter() - t0
     return Program(
         group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,

@@ -35,24 +35,35 @@ from trpojax.rollout import evaluate_policy
 
 EVAL_KEY_SALT = 0x5EED
 
-# XLA:CPU options for the trainer's programs. XLA's default CPU pipeline (its MLIR fusion emitters, LLVM at
-# -O3) takes 2.7 s to compile the TRPO chunk program on a 2-core machine; the classic emitters at -O1 take
-# 1.1 s, and the program runs as fast (small dense layers run in library matmuls either way). Programs run
-# once (init, the final evaluation) compile at -O0. Numbers: benchmarks/RESULTS.md, "Compile latency".
-CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
-CPU_ONE_SHOT_COMPILER_OPTIONS: dict[str, Any] = {**CPU_COMPILER_OPTIONS, "xla_backend_optimization_level": 0}
+# XLA:CPU options for the trainer's programs (numbers: benchmarks/RESULTS.md, "Compile latency").
+# LLVM at -O1 instead of XLA's default compiles the TRPO chunk program about 1.5x faster and runs it as fast.
+# XLA's classic fusion emitters instead of its newer MLIR ones compile it about 2x faster again, and run a
+# one-seed program as fast, but a vmapped 8-seed program about 30% slower; so the classic emitters are used
+# for short runs ("fast"), and for programs that run once (init, the final evaluation, also at -O0).
+CPU_OPTIMIZED_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 1}
+CPU_FAST_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+CPU_ONE_SHOT_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
+FAST_COMPILE_MAX_STEPS = 250_000  # compile_mode "auto": fast up to this many env steps over all seeds
 
 
-def compiler_options(one_shot: bool = False) -> dict[str, Any] | None:
-    """XLA compile options for a trainer program on the default backend: :data:`CPU_COMPILER_OPTIONS`
-    (:data:`CPU_ONE_SHOT_COMPILER_OPTIONS` when ``one_shot``) on CPU, XLA's defaults (None) elsewhere.
+def compiler_options(config: Config | None = None, one_shot: bool = False) -> dict[str, Any] | None:
+    """XLA compile options for a trainer program of ``config`` on the default backend; None (XLA's
+    defaults) off CPU.
 
-    Pass them to ``jitted.lower(...).compile(options)``: a ``jax.jit(..., compiler_options=...)`` could no
-    longer be called inside another jit, and the trainer's functions are meant to compose.
+    On CPU: :data:`CPU_ONE_SHOT_OPTIONS` for programs run once (``one_shot``), else per
+    ``config.compile_mode``: :data:`CPU_FAST_OPTIONS` ("fast", or "auto" for runs of at most
+    :data:`FAST_COMPILE_MAX_STEPS` env steps over all seeds) or :data:`CPU_OPTIMIZED_OPTIONS`. Pass them to
+    ``jitted.lower(...).compile(options)``: a ``jax.jit(..., compiler_options=...)`` could no longer be
+    called inside another jit, and the trainer's functions are meant to compose.
     """
     if jax.default_backend() != "cpu":
         return None
-    return dict(CPU_ONE_SHOT_COMPILER_OPTIONS if one_shot else CPU_COMPILER_OPTIONS)
+    if one_shot:
+        return dict(CPU_ONE_SHOT_OPTIONS)
+    mode = config.compile_mode if config is not None else "optimized"
+    if mode == "auto":
+        mode = "fast" if config.total_env_steps * config.num_seeds <= FAST_COMPILE_MAX_STEPS else "optimized"
+    return dict(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
 
 
 def seed_keys(config: Config) -> jax.Array:
