@@ -2,7 +2,8 @@
 
 For num_envs in {1, 8, 64, 512} x num_seeds in {1, 8}, times whole TRPO updates (rollout, GAE, CG natural
 step with line search, critic fit) compiled as one scan, and the same rollouts alone, and prints env steps
-per second for both and the fraction of rollout speed that training keeps.
+per second for both and the fraction of rollout speed that training keeps. Training programs are compiled
+with ``compile_mode: optimized`` (the run-time-first XLA:CPU options).
 
     python -m benchmarks.throughput [--env CartPole-v1] [--num-steps 128] [--updates 4] [--envs 1 8 64 512]
 """
@@ -72,7 +73,7 @@ def main() -> None:
             cfg = config_lib.load(
                 "configs/trpo_cartpole.yaml",
                 [f"env={args.env}", f"num_envs={num_envs}", f"num_steps={args.num_steps}", f"num_seeds={num_seeds}",
-                 f"total_env_steps={num_envs * args.num_steps * args.updates}"],
+                 f"total_env_steps={num_envs * args.num_steps * args.updates}", "compile_mode=optimized"],
             )
             train_sps = steps / time_training(cfg, args.updates)
             roll_sps = steps / time_rollouts(cfg, args.updates)
