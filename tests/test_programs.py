@@ -18,11 +18,13 @@ from trpojax.programs import ExecutableCache, compile_programs
 from trpojax.train import (
     CPU_FAST_OPTIONS,
     CPU_OPTIMIZED_OPTIONS,
+    EVAL_KEY_SALT,
     chunk_schedule,
     compiler_options,
     eval_keys,
     make_trainer,
     seed_keys,
+    threefry_fold_in,
 )
 
 TINY = {
@@ -173,3 +175,15 @@ def test_classic_control_import_skips_the_rest_of_gymnax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[]", "True", "True", "True"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31 - 1])
+def test_host_seed_keys_match_jax_random(seed):
+    config = config_lib.from_dict({**TINY, "seed": seed, "num_seeds": 5})
+    base = jax.random.PRNGKey(seed)
+    expected = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(5)])
+    np.testing.assert_array_equal(np.asarray(seed_keys(config)), expected)
+    salted = np.stack([np.asarray(jax.random.fold_in(k, EVAL_KEY_SALT)) for k in expected])
+    np.testing.assert_array_equal(np.asarray(eval_keys(config)), salted)
+    top = np.asarray(jax.random.fold_in(base, 2**32 - 1))
+    np.testing.assert_array_equal(threefry_fold_in(np.asarray(base), 2**32 - 1), top)

@@ -203,7 +203,10 @@ def compile_programs(
     traced and compiled on a background thread, so it overlaps training instead of delaying it.
     """
     t0 = time.perf_counter()
-    states_like = jax.eval_shape(trainer.init, keys, config)
+
+    @cache
+    def states_like() -> Any:  # traced only when some program has to be lowered
+        return jax.eval_shape(trainer.init, keys, config)
 
     def key(name: str, one_shot: bool) -> str | None:
         return executable_cache.key(config, name, compiler_options(config, one_shot)) if executable_cache else None
@@ -222,7 +225,7 @@ def compile_programs(
     # The chunk programs first: the largest, so their compilation starts earliest.
     jobs: list[tuple[str, Callable[[], Any], bool]] = [
         *[
-            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like, config, n), False)
+            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), False)
             for n in sorted(set(lengths))
         ],
         ("init", lambda: trainer.init.lower(keys, config), True),
@@ -251,7 +254,7 @@ def compile_programs(
         hit = executable_cache.load(eval_key) if executable_cache and eval_key else None
         if hit is not None:
             return hit[0], True
-        lowered = trainer.evaluate.lower(states_like, keys_eval)
+        lowered = trainer.evaluate.lower(states_like(), keys_eval)
         return _compile(lowered, compiler_options(config, True), None, executable_cache, eval_key)[0], False
 
     return Programs(
