@@ -14,6 +14,10 @@ fields and shapes (its pytree structure), the program and its compile options. A
 miss, and a miss (or an unreadable entry) just compiles as usual and overwrites the entry. Entries are
 written atomically; the oldest beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it
 trusts its directory as much as JAX trusts its own cache directory.
+
+Only fresh compilations are stored: an executable JAX itself loaded from its persistent cache serialises
+without its kernels. The programs are therefore named after their cache key, so that JAX's persistent
+cache (whose key starts with the program's name) misses exactly when this one does.
 """
 
 from __future__ import annotations
