@@ -187,3 +187,26 @@ def test_host_seed_keys_match_jax_random(seed):
     np.testing.assert_array_equal(np.asarray(eval_keys(config)), salted)
     top = np.asarray(jax.random.fold_in(base, 2**32 - 1))
     np.testing.assert_array_equal(threefry_fold_in(np.asarray(base), 2**32 - 1), top)
+
+
+def test_wait_raises_a_failed_computation_instead_of_hanging(monkeypatch):
+    """The run loop waits on a helper thread; an error there must reach the caller (it once hung)."""
+    import trpojax.runner as runner
+
+    def fail(tree):
+        raise RuntimeError("device error")
+
+    monkeypatch.setattr(runner.jax, "block_until_ready", fail)
+    with pytest.raises(RuntimeError, match="device error"):
+        runner._wait(np.zeros(3))
+
+
+def test_pending_program_reraises_its_compile_error():
+    from trpojax.programs import Pending
+
+    def broken():
+        raise ValueError("cannot compile")
+
+    pending = Pending(broken)
+    with pytest.raises(ValueError, match="cannot compile"):
+        pending(1, 2)
