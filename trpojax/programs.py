@@ -212,8 +212,8 @@ def compile_programs(
     def states_like() -> Any:  # traced only when some program has to be lowered
         return jax.eval_shape(trainer.init, keys, config)
 
-    def key(name: str, one_shot: bool) -> str | None:
-        return executable_cache.key(config, name, compiler_options(config, one_shot)) if executable_cache else None
+    def key(name: str, options: dict[str, Any] | None) -> str | None:
+        return executable_cache.key(config, name, options) if executable_cache else None
 
     if executable_cache is not None:
         # Name each program after its executable-cache key. JAX's persistent cache key starts with the
@@ -226,20 +226,21 @@ def compile_programs(
             evaluate=_renamed(trainer.evaluate, f"trpojax_evaluate_{tag}"),
         )
 
+    repeated, one_shot = compiler_options(config), compiler_options(config, one_shot=True)
     # The chunk programs first: the largest, so their compilation starts earliest.
-    jobs: list[tuple[str, Callable[[], Any], bool]] = [
+    jobs: list[tuple[str, Callable[[], Any], dict[str, Any] | None]] = [
         *[
-            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), False)
+            (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), repeated)
             for n in sorted(set(lengths))
         ],
-        ("init", lambda: trainer.init.lower(keys, config), True),
+        ("init", lambda: trainer.init.lower(keys, config), one_shot),
     ]
     futures: dict[str, Future] = {}
     cached = 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trpojax-compile") as pool:
-        keys_of = {name: key(name, one_shot) for name, _, one_shot in jobs}
+        keys_of = {name: key(name, options) for name, _, options in jobs}
         loads = {name: pool.submit(executable_cache.load, k) for name, k in keys_of.items() if k}
-        for name, lower, one_shot in jobs:
+        for name, lower, options in jobs:
             hit = loads[name].result() if name in loads else None
             if hit is not None:
                 cached += 1
@@ -247,19 +248,18 @@ def compile_programs(
                 continue
             lowered = lower()
             extra = sorted(lowered.out_info[1]) if name.startswith("chunk") else None
-            options = compiler_options(config, one_shot)
             futures[name] = pool.submit(_compile, lowered, options, extra, executable_cache, keys_of[name])
         results = {name: future.result() for name, future in futures.items()}
     chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
     metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
 
     def evaluate_job() -> tuple[Any, bool]:
-        eval_key = key("evaluate", True)
+        eval_key = key("evaluate", one_shot)
         hit = executable_cache.load(eval_key) if executable_cache and eval_key else None
         if hit is not None:
             return hit[0], True
         lowered = trainer.evaluate.lower(states_like(), keys_eval)
-        return _compile(lowered, compiler_options(config, True), None, executable_cache, eval_key)[0], False
+        return _compile(lowered, one_shot, None, executable_cache, eval_key)[0], False
 
     return Programs(
         init=results["init"][0],

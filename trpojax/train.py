@@ -75,12 +75,16 @@ def seed_keys(config: Config) -> jax.Array:
     if not _host_keys(config.seed):
         base = jax.random.PRNGKey(config.seed)
         return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
-    base = np.array([0, config.seed], np.uint32)  # PRNGKey(seed) for 0 <= seed < 2**31
-    return jnp.asarray(np.stack([threefry_fold_in(base, i) for i in range(config.num_seeds)]))
+    return jnp.asarray(_host_seed_keys(config))
 
 
 def _host_keys(seed: int) -> bool:
     return jax.config.jax_default_prng_impl == "threefry2x32" and 0 <= seed < 2**31
+
+
+def _host_seed_keys(config: Config) -> np.ndarray:
+    base = np.array([0, config.seed], np.uint32)  # PRNGKey(seed) for 0 <= seed < 2**31
+    return np.stack([threefry_fold_in(base, i) for i in range(config.num_seeds)])
 
 
 def threefry_fold_in(key: np.ndarray, data: int) -> np.ndarray:
@@ -201,10 +205,9 @@ def make_evaluate(
 
 def eval_keys(config: Config) -> jax.Array:
     """Evaluation keys [num_seeds]: fold_in(seed key, EVAL_KEY_SALT), disjoint from training keys."""
-    keys = seed_keys(config)
     if not _host_keys(config.seed):
-        return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_KEY_SALT))(keys)
-    return jnp.asarray(np.stack([threefry_fold_in(k, EVAL_KEY_SALT) for k in np.asarray(keys)]))
+        return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_KEY_SALT))(seed_keys(config))
+    return jnp.asarray(np.stack([threefry_fold_in(k, EVAL_KEY_SALT) for k in _host_seed_keys(config)]))
 
 
 def state_template(config: Config) -> TrainState:
