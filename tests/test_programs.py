@@ -67,15 +67,21 @@ def test_compiler_options_on_cpu():
     assert compiler_options(short, one_shot=True)["xla_backend_optimization_level"] == 0
 
 
-def test_executable_cache_round_trip_runs_the_same_programs(tmp_path):
-    config = config_lib.from_dict(TINY)
+# Programs per run: init, evaluate and one chunk program, or the four stages of a split update.
+PROGRAM_COUNT = {"scan": 3, "split": 6}
+
+
+@pytest.mark.parametrize("execution", ["scan", "split"])
+def test_executable_cache_round_trip_runs_the_same_programs(tmp_path, execution):
+    config = config_lib.from_dict({**TINY, "execution": execution})
+    count = PROGRAM_COUNT[execution]
     cache = ExecutableCache(tmp_path)
     _, keys, lengths, first = _programs(config, cache)
     returns_a, eval_a = _train(config, first, keys, lengths, cache)
-    assert _from_cache(first) == 0 and len(list(tmp_path.glob("*.pkl"))) == 3
+    assert _from_cache(first) == 0 and len(list(tmp_path.glob("*.pkl"))) == count
     _, _, _, second = _programs(config, cache)
     returns_b, eval_b = _train(config, second, keys, lengths, cache)
-    assert _from_cache(second) == 3
+    assert _from_cache(second) == count
     assert second.metric_names == first.metric_names
     np.testing.assert_array_equal(returns_a, returns_b)
     np.testing.assert_array_equal(eval_a, eval_b)
@@ -92,8 +98,9 @@ def test_executable_cache_key_follows_static_fields_only(tmp_path):
     assert cache.key(base, "chunk-2", compiler_options(base, one_shot=True)) != key
 
 
-def test_corrupt_entries_are_recompiled(tmp_path):
-    config = config_lib.from_dict(TINY)
+@pytest.mark.parametrize("execution", ["scan", "split"])
+def test_corrupt_entries_are_recompiled(tmp_path, execution):
+    config = config_lib.from_dict({**TINY, "execution": execution})
     cache = ExecutableCache(tmp_path)
     _, keys, lengths, first = _programs(config, cache)
     expected = _train(config, first, keys, lengths, cache)[0]
@@ -104,7 +111,7 @@ def test_corrupt_entries_are_recompiled(tmp_path):
     assert _from_cache(again) == 0
     _, _, _, third = _programs(config, cache)  # the recompiled entries were written back whole
     _train(config, third, keys, lengths, cache)
-    assert _from_cache(third) == 3
+    assert _from_cache(third) == PROGRAM_COUNT[execution]
 
 
 def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
@@ -135,7 +142,8 @@ def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
     cache_dir = tmp_path / "cache"
     first = run(tmp_path / "a", cache_dir)
     executables = cache_dir / "trpojax-executables"
-    assert first["programs_from_cache"] == 0 and len(list(executables.glob("*.pkl"))) == 3
+    assert first["programs_from_cache"] == 0
+    assert len(list(executables.glob("*.pkl"))) == PROGRAM_COUNT["split"]  # execution "auto" on CPU
     for entry in executables.glob("*.pkl"):
         entry.unlink()
     second = run(tmp_path / "b", cache_dir)  # every program comes from JAX's own cache now

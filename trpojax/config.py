@@ -71,6 +71,13 @@ class Config:
         "faster; 'auto' is fast for runs of at most 250k env steps over all seeds",
         choices=("auto", "fast", "optimized"),
     )
+    execution: str = hp(
+        "auto",
+        "how the CLI runs updates: 'scan' (each chunk one compiled lax.scan), 'split' (TRPO/NPG: each update "
+        "as rollout, policy and critic programs, the critic fit on a second thread beside the policy step and "
+        "the next rollout), 'auto' (split on CPU for TRPO/NPG with at most 2 seeds, else scan)",
+        choices=("auto", "scan", "split"),
+    )
     checkpoint_every: int = hp(0, "save a checkpoint every this many updates (0: only at the end)", ge=0)
     keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
     network: NetworkConfig = section(NetworkConfig, "network shapes")
@@ -227,6 +234,9 @@ def validate(config: Config, given_sections: typing.Sequence[str] = ()) -> None:
     if config.normalize_obs and config.algo in EPISODIC_ALGOS:
         raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} (its estimators need one "
                           "fixed policy function across updates); set normalize_obs: false")
+    if config.execution == "split" and not algos[config.algo].splittable:
+        raise ConfigError(f"execution: 'split' needs an actor-critic algo (trpo, npg), not {config.algo!r}; "
+                          "use 'auto' or 'scan'")
     if config.num_updates < 1:
         raise ConfigError(
             f"total_env_steps: {config.total_env_steps} is less than one update "

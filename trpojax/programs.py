@@ -32,14 +32,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 
 from trpojax.config import Config
-from trpojax.train import Trainer, compiler_options
+from trpojax.train import Trainer, compiler_options, use_split
 
 MAX_ENTRIES = 64
 EXECUTABLES_SUBDIR = "trpojax-executables"  # inside the JAX compilation cache directory
@@ -152,7 +152,10 @@ class Programs(NamedTuple):
 
     Attributes:
         init: (keys [S], config) -> states.
-        chunks: {length: (states, config) -> (states, metrics)}.
+        chunks: {length: (states, config) -> (states, metrics)}: compiled scans, or with split execution
+            (:func:`trpojax.train.use_split`) a :class:`trpojax.pipeline.SplitRunner` that returns when done.
+        run_chunk: (states, config, length) -> (states, metrics) for any length (compiled on first use
+            when scanned).
         evaluate: (states, keys [S]) -> returns [S, eval_episodes]; compiled in the background while the
             run trains (a call waits for it).
         metric_names: the keys of a chunk's metrics (empty when there are no chunks).
@@ -162,6 +165,7 @@ class Programs(NamedTuple):
 
     init: Any
     chunks: dict[int, Any]
+    run_chunk: Any
     evaluate: Any
     metric_names: list[str]
     compile_s: float
@@ -215,6 +219,7 @@ def compile_programs(
     def key(name: str, options: dict[str, Any] | None) -> str | None:
         return executable_cache.key(config, name, options) if executable_cache else None
 
+    split = trainer.split if use_split(config) else None
     if executable_cache is not None:
         # Name each program after its executable-cache key. JAX's persistent cache key starts with the
         # program's name, so JAX's entry and ours are created and found together: after an upgrade of
@@ -225,16 +230,19 @@ def compile_programs(
             run_chunk=_renamed(trainer.run_chunk, f"trpojax_chunk_{tag}", static_argnums=2),
             evaluate=_renamed(trainer.evaluate, f"trpojax_evaluate_{tag}"),
         )
+        if split is not None:
+            split = type(split)(*[_renamed(f, f"trpojax_{stage}_{tag}") for stage, f in split._asdict().items()])
 
     repeated, one_shot = compiler_options(config), compiler_options(config, one_shot=True)
-    # The chunk programs first: the largest, so their compilation starts earliest.
-    jobs: list[tuple[str, Callable[[], Any], dict[str, Any] | None]] = [
-        *[
+    if split is None:
+        # The chunk programs first: the largest, so their compilation starts earliest.
+        training: list[tuple[str, Callable[[], Any], dict[str, Any] | None]] = [
             (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), repeated)
             for n in sorted(set(lengths))
-        ],
-        ("init", lambda: trainer.init.lower(keys, config), one_shot),
-    ]
+        ]
+    else:
+        training = _split_jobs(split, states_like, config, repeated) if lengths else []
+    jobs = [*training, ("init", lambda: trainer.init.lower(keys, config), one_shot)]
     futures: dict[str, Future] = {}
     cached = 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trpojax-compile") as pool:
@@ -247,11 +255,23 @@ def compile_programs(
                 futures[name] = loads[name]
                 continue
             lowered = lower()
-            extra = sorted(lowered.out_info[1]) if name.startswith("chunk") else None
+            extra = _metric_names(name, lowered)
             futures[name] = pool.submit(_compile, lowered, options, extra, executable_cache, keys_of[name])
         results = {name: future.result() for name, future in futures.items()}
-    chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
-    metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
+    if split is None:
+        chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
+        metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
+        run_chunk = trainer.run_chunk
+    else:
+        from trpojax.pipeline import SplitRunner
+
+        metric_names = []
+        if lengths:
+            split = type(split)(*[results[f"split-{stage}"][0] for stage in split._fields])
+            metric_names = ["episode_return_mean", "episode_length_mean", *results["split-policy"][1],
+                            *results["split-critic"][1]]
+        run_chunk = SplitRunner(split)
+        chunks = {n: partial(run_chunk, length=n) for n in set(lengths)}
 
     def evaluate_job() -> tuple[Any, bool]:
         eval_key = key("evaluate", one_shot)
@@ -264,11 +284,47 @@ def compile_programs(
     return Programs(
         init=results["init"][0],
         chunks=chunks,
+        run_chunk=run_chunk,
         evaluate=Pending(evaluate_job),
         metric_names=list(metric_names),
         compile_s=time.perf_counter() - t0,
         cached=cached,
     )
+
+
+def _split_jobs(
+    split: Any, states_like: Callable[[], Any], config: Config, options: dict[str, Any] | None
+) -> list[tuple[str, Callable[[], Any], dict[str, Any] | None]]:
+    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the largest first."""
+
+    @cache
+    def shapes() -> tuple[Any, Any]:
+        collected = jax.eval_shape(split.collect, states_like(), config)
+        agent = states_like().agent
+        batch = jax.eval_shape(split.prepare, agent.value_params, states_like().obs_stats, collected.transitions,
+                               config)
+        return collected, batch
+
+    def agent() -> Any:
+        return states_like().agent
+
+    return [
+        ("split-policy", lambda: split.policy.lower(agent().policy_params, shapes()[1], config), options),
+        ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state, shapes()[1],
+                                                    shapes()[0].update_key, config), options),
+        ("split-collect", lambda: split.collect.lower(states_like(), config), options),
+        ("split-prepare", lambda: split.prepare.lower(agent().value_params, states_like().obs_stats,
+                                                      shapes()[0].transitions, config), options),
+    ]
+
+
+def _metric_names(program: str, lowered: Any) -> list[str] | None:
+    """The metric names a training program returns (stored with its executable), None for other programs."""
+    if program.startswith("chunk") or program == "split-policy":
+        return sorted(lowered.out_info[1])
+    if program == "split-critic":
+        return sorted(lowered.out_info[2])
+    return None
 
 
 def _renamed(jitted: Any, name: str, static_argnums: int | tuple[int, ...] = ()) -> Any:

@@ -36,6 +36,7 @@ from trpojax.train import (
     remaining_lengths,
     seed_keys,
     state_template,
+    use_split,
 )
 
 LEADING_METRICS = (
@@ -225,14 +226,16 @@ def run(
     )
     last_return = float("nan")
     report.preload_pyplot()  # for learning_curve.png, while the device trains
-    # Up to two chunks are in flight: the next one is dispatched before the host reads the current one's
-    # metrics, writes them and checkpoints, so the device never waits for the host.
+    # Up to two compiled chunks are in flight: the next one is dispatched before the host reads the current
+    # one's metrics, writes them and checkpoints, so the device never waits for the host. A split chunk
+    # (pipeline.SplitRunner) runs on the host threads themselves and returns when done.
+    in_flight = 1 if use_split(config) else 2
     queue: deque[tuple[int, TrainState, TrainState, dict[str, Any]]] = deque()
     launched, tail = 0, states
     ready_at = time.perf_counter()
     try:
         while True:
-            while launched < len(lengths) and len(queue) < 2 and not stop_requested():
+            while launched < len(lengths) and len(queue) < in_flight and not stop_requested():
                 out = compiled[lengths[launched]](tail, config)
                 queue.append((lengths[launched], tail, *out))
                 launched, tail = launched + 1, out[0]
@@ -250,7 +253,7 @@ def run(
                 writer.write_chunk(done + 1, steps_per_update, upto)
                 finite_updates = update - 1 - done
                 if finite_updates:
-                    previous, _ = trainer.run_chunk(previous, config, finite_updates)
+                    previous, _ = programs.run_chunk(previous, config, finite_updates)
                 raise ValueDiverged(update, seed, save(previous, update - 1))
             writer.write_chunk(done + 1, steps_per_update, metrics)
             done += length
@@ -268,6 +271,8 @@ def run(
         bar.close()
         if writer is not None:
             writer.close()
+        if hasattr(programs.run_chunk, "close"):
+            programs.run_chunk.close()
 
     eval_returns = np.asarray(evaluate(states, keys_eval))
     if executable_cache is not None:

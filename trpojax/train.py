@@ -66,6 +66,20 @@ def compiler_options(config: Config | None = None, one_shot: bool = False) -> di
     return dict(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
 
 
+def use_split(config: Config) -> bool:
+    """Whether the CLI runs ``config``'s updates as split stage programs (:class:`SplitPrograms`).
+
+    ``execution: split`` always (validation admits it only for TRPO and NPG), ``scan`` never, ``auto`` on
+    CPU for TRPO and NPG: XLA:CPU runs a program's operations one after another and leaves a second core
+    mostly idle during their small matrix products, so the critic fit gains a core of its own
+    (benchmarks/RESULTS.md: 1.4-1.8x faster training from 1 to 8 seeds on 2 cores). Elsewhere (GPU, TPU)
+    one scanned program per chunk keeps the host out of the loop.
+    """
+    if config.execution != "auto":
+        return config.execution == "split"
+    return jax.default_backend() == "cpu" and registry()[config.algo].splittable
+
+
 def seed_keys(config: Config) -> jax.Array:
     """PRNG keys of the run's seeds, [num_seeds]: seed i uses fold_in(PRNGKey(config.seed), i).
 
@@ -131,6 +145,23 @@ def make_train(config: Config) -> Callable[..., tuple[TrainState, dict[str, jax.
     return train
 
 
+class SplitPrograms(NamedTuple):
+    """The stages of :class:`trpojax.algos.actor_critic.SplitStep`, each jitted and vmapped over seeds.
+
+    Attributes:
+        collect: (states, run_config) -> collected.
+        prepare: (value_params, obs_stats, transitions, run_config) -> batch.
+        policy: (policy_params, batch, run_config) -> (policy_params, metrics).
+        critic: (value_params, value_opt_state, batch, update_keys, run_config) -> (value_params,
+            value_opt_state, metrics).
+    """
+
+    collect: Callable[..., Any]
+    prepare: Callable[..., Any]
+    policy: Callable[..., Any]
+    critic: Callable[..., Any]
+
+
 class Trainer(NamedTuple):
     """The pieces the CLI drives, each vmapped over seeds (leading axis of ``states``).
 
@@ -140,6 +171,7 @@ class Trainer(NamedTuple):
         init: (keys [S], run_config) -> states.
         run_chunk: (states, run_config, length) -> (states, metrics {name: [S, length]}), ``length`` static.
         evaluate: (states, keys [S]) -> returns [S, eval_episodes] with the policy's mode.
+        split: the learner's update as stage programs (TRPO, NPG), or None.
     """
 
     spec: EnvSpec
@@ -147,6 +179,7 @@ class Trainer(NamedTuple):
     init: Callable[..., TrainState]
     run_chunk: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
     evaluate: Callable[..., jax.Array]
+    split: SplitPrograms | None = None
 
 
 def make_trainer(config: Config) -> Trainer:
@@ -159,12 +192,22 @@ def make_trainer(config: Config) -> Trainer:
     def chunk(state: TrainState, run_config: Config, length: int) -> tuple[TrainState, dict[str, jax.Array]]:
         return jax.lax.scan(lambda s, _: learner.step(s, run_config), state, None, length=length)
 
+    split = None
+    if learner.split is not None:
+        stages = learner.split
+        split = SplitPrograms(
+            collect=jax.jit(jax.vmap(stages.collect, in_axes=(0, None))),
+            prepare=jax.jit(jax.vmap(stages.prepare, in_axes=(0, 0, 0, None))),
+            policy=jax.jit(jax.vmap(stages.policy, in_axes=(0, 0, None))),
+            critic=jax.jit(jax.vmap(stages.critic, in_axes=(0, 0, 0, 0, None))),
+        )
     return Trainer(
         spec=spec,
         learner=learner,
         init=jax.jit(jax.vmap(init, in_axes=(0, None))),
         run_chunk=jax.jit(jax.vmap(chunk, in_axes=(0, None, None)), static_argnums=2),
         evaluate=make_evaluate(config, spec, learner, config.eval_episodes),
+        split=split,
     )
 
 

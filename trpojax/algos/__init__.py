@@ -43,19 +43,27 @@ class Learner(NamedTuple):
             scalars and always holds ``episode_return_mean`` and ``episode_length_mean``.
         env_steps_per_update: environment steps one ``step`` takes (static).
         policy: the policy network module (``policy.apply(params, obs) -> distribution``).
+        split: ``step`` as separate stages whose policy and critic halves may run concurrently
+            (:class:`trpojax.algos.actor_critic.SplitStep`), for learners that have them (TRPO, NPG); None
+            otherwise.
     """
 
     init: Callable[[jax.Array, Any], TrainState]
     step: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
     env_steps_per_update: int
     policy: Any
+    split: Any = None
 
 
 class AlgorithmSpec(NamedTuple):
-    """Registry entry: the config section class and the learner factory of one algorithm."""
+    """Registry entry: the config section class and the learner factory of one algorithm.
+
+    ``splittable``: its learners have ``split`` stages (actor-critic methods).
+    """
 
     config_cls: type
     make_learner: Callable[..., Learner]
+    splittable: bool = False
 
 
 def registry() -> dict[str, AlgorithmSpec]:
@@ -63,8 +71,8 @@ def registry() -> dict[str, AlgorithmSpec]:
     from trpojax.algos import harpg, npg, pg_igt, reinforce, trpo
 
     return {
-        "trpo": AlgorithmSpec(trpo.Config, trpo.make_learner),
-        "npg": AlgorithmSpec(npg.Config, npg.make_learner),
+        "trpo": AlgorithmSpec(trpo.Config, trpo.make_learner, splittable=True),
+        "npg": AlgorithmSpec(npg.Config, npg.make_learner, splittable=True),
         "reinforce": AlgorithmSpec(reinforce.Config, reinforce.make_learner),
         "pg_igt": AlgorithmSpec(pg_igt.Config, pg_igt.make_learner),
         "harpg": AlgorithmSpec(harpg.Config, harpg.make_learner),

@@ -218,20 +218,95 @@ def update_with_critic(
     return ActorCriticState(policy_params, value_params, opt_state), {**metrics, "value_loss": value_loss}
 
 
+class Collected(NamedTuple):
+    """One seed's rollout, and the train-state fields that follow it (:attr:`SplitStep.collect`).
+
+    Attributes:
+        runner: the environments after the rollout.
+        transitions: the rollout, time-major ``[T, B, ...]`` with raw observations.
+        key: the train state's PRNG key for the next update.
+        update_key: the key of this update's critic fit.
+        obs_stats: the running observation statistics with this rollout merged in (unchanged when
+            ``normalize_obs`` is off); the batch is normalised with the statistics before it.
+        update: [] int32, updates done once this one is.
+    """
+
+    runner: Any
+    transitions: Any
+    key: jax.Array
+    update_key: jax.Array
+    obs_stats: Any
+    update: jax.Array
+
+
+class SplitStep(NamedTuple):
+    """One actor-critic update as four pure stages, for running its policy and critic halves concurrently.
+
+    ``Learner.step`` is their composition (:meth:`step`): ``collect`` the rollout with theta_k,
+    ``prepare`` the batch with V_k, then ``policy`` (theta_k -> theta_k+1) and ``critic`` (V_k -> V_k+1),
+    which share only the batch. The next ``collect`` needs only theta_k+1, so it too can run while the
+    critic is still fitting.
+
+    Attributes:
+        collect: (state, run_config) -> :class:`Collected`.
+        prepare: (value_params, obs_stats, transitions, run_config) -> :class:`Batch`, ``obs_stats`` those
+            the rollout was normalised with.
+        policy: (policy_params, batch, run_config) -> (policy_params, metrics).
+        critic: (value_params, value_opt_state, batch, update_key, run_config) -> (value_params,
+            value_opt_state, {"value_loss": []}).
+    """
+
+    collect: Callable[..., Collected]
+    prepare: Callable[..., Batch]
+    policy: Callable[..., tuple[Any, dict[str, jax.Array]]]
+    critic: Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
+
+    @staticmethod
+    def assemble(
+        collected: Collected, policy_out: tuple, critic_out: tuple
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """The next train state and this update's metrics from the stages' outputs (no computation)."""
+        from trpojax.algos import TrainState
+
+        policy_params, policy_metrics = policy_out
+        value_params, opt_state, critic_metrics = critic_out
+        metrics = {
+            "episode_return_mean": collected.runner.episodes.last_return_mean,
+            "episode_length_mean": collected.runner.episodes.last_length_mean,
+            **policy_metrics,
+            **critic_metrics,
+        }
+        agent = ActorCriticState(policy_params, value_params, opt_state)
+        return TrainState(agent, collected.obs_stats, collected.runner, collected.key, collected.update), metrics
+
+    def step(self, state: TrainState, run_config: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One whole update: the stages in order."""
+        collected = self.collect(state, run_config)
+        agent = state.agent
+        batch = self.prepare(agent.value_params, state.obs_stats, collected.transitions, run_config)
+        policy_out = self.policy(agent.policy_params, batch, run_config)
+        critic_out = self.critic(agent.value_params, agent.value_opt_state, batch, collected.update_key, run_config)
+        return self.assemble(collected, policy_out, critic_out)
+
+
 def make_learner(
     config: RunConfig,
     spec: EnvSpec,
-    update: Callable[..., tuple[ActorCriticState, dict[str, jax.Array]]],
+    policy_update: Callable[[Any, Batch, Any, PolicyApply], tuple[Any, dict[str, jax.Array]]],
     section: str,
 ) -> Learner:
-    """Bind an actor-critic ``update`` to an environment: continuing rollouts, GAE, the update.
+    """Bind an actor-critic method to an environment: continuing rollouts, GAE, its policy step, the critic
+    fit of :func:`value_update` (as :func:`update_with_critic` composes them).
 
     Args:
         config: the run config (static fields fix shapes).
         spec: the environment.
-        update: ``(state, batch, key, section_config, *, policy_apply, value_apply) -> (state, metrics)``.
+        policy_update: ``(theta, batch, section_config, policy_apply) -> (theta, metrics)``.
         section: the name of the algorithm's config section (``"trpo"``, ``"npg"``), read from the run
             config passed to ``step`` so its float fields may be traced.
+
+    Returns:
+        A :class:`~trpojax.algos.Learner` whose ``step`` is ``split.step`` (:class:`SplitStep`).
     """
     from trpojax.algos import Learner, TrainState
 
@@ -251,16 +326,23 @@ def make_learner(
             update=jnp.zeros((), jnp.int32),
         )
 
-    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+    def collect(state: TrainState, run_config: RunConfig) -> Collected:
+        del run_config
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        agent = state.agent
         norm = lambda obs: normalize_obs(state.obs_stats, obs, normalize)  # noqa: E731
-        runner, tr = rollout(spec, policy.apply, agent.policy_params, state.runner, rollout_key, num_steps, norm)
+        runner, tr = rollout(
+            spec, policy.apply, state.agent.policy_params, state.runner, rollout_key, num_steps, norm
+        )
+        obs_stats = update_running_stats(state.obs_stats, tr.obs) if normalize else state.obs_stats
+        return Collected(runner, tr, key, update_key, obs_stats, state.update + 1)
+
+    def prepare(value_params: Any, obs_stats: Any, tr: Any, run_config: RunConfig) -> Batch:
+        norm = lambda obs: normalize_obs(obs_stats, obs, normalize)  # noqa: E731
         obs = norm(tr.obs)
         advantages, returns = gae_advantages(
             tr.reward,
-            value.apply(agent.value_params, obs),
-            value.apply(agent.value_params, norm(tr.final_obs)),
+            value.apply(value_params, obs),
+            value.apply(value_params, norm(tr.final_obs)),
             tr.terminated,
             tr.truncated,
             run_config.gamma,
@@ -270,21 +352,33 @@ def make_learner(
         advantages = flat(advantages)
         if config.normalize_advantages:
             advantages = normalize_advantages(advantages)
-        batch = Batch(obs=flat(obs), actions=flat(tr.action), advantages=advantages, returns=flat(returns))
-        agent, metrics = update(
-            agent,
-            batch,
-            update_key,
-            getattr(run_config, section),
-            policy_apply=policy.apply,
+        return Batch(obs=flat(obs), actions=flat(tr.action), advantages=advantages, returns=flat(returns))
+
+    def policy_stage(policy_params: Any, batch: Batch, run_config: RunConfig) -> tuple[Any, dict[str, jax.Array]]:
+        return policy_update(policy_params, batch, getattr(run_config, section), policy.apply)
+
+    def critic_stage(
+        value_params: Any, opt_state: Any, batch: Batch, key: jax.Array, run_config: RunConfig
+    ) -> tuple[Any, Any, dict[str, jax.Array]]:
+        section_config = getattr(run_config, section)
+        value_params, opt_state, value_loss = value_update(
+            value_params,
+            opt_state,
+            batch.obs,
+            batch.returns,
+            key,
+            learning_rate=section_config.critic_lr,
+            epochs=section_config.critic_epochs,
+            minibatches=section_config.critic_minibatches,
             value_apply=value.apply,
         )
-        obs_stats = update_running_stats(state.obs_stats, tr.obs) if normalize else state.obs_stats
-        metrics = {
-            "episode_return_mean": runner.episodes.last_return_mean,
-            "episode_length_mean": runner.episodes.last_length_mean,
-            **metrics,
-        }
-        return TrainState(agent, obs_stats, runner, key, state.update + 1), metrics
+        return value_params, opt_state, {"value_loss": value_loss}
 
-    return Learner(init=init_state, step=step, env_steps_per_update=num_envs * num_steps, policy=policy)
+    split = SplitStep(collect=collect, prepare=prepare, policy=policy_stage, critic=critic_stage)
+    return Learner(
+        init=init_state,
+        step=split.step,
+        env_steps_per_update=num_envs * num_steps,
+        policy=policy,
+        split=split,
+    )

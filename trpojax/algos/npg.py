@@ -120,4 +120,4 @@ def update(
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind NPG to an environment: continuing rollouts of ``num_envs x num_steps``, GAE, :func:`update`."""
-    return actor_critic.make_learner(config, spec, update, "npg")
+    return actor_critic.make_learner(config, spec, policy_update, "npg")
