@@ -41,8 +41,8 @@ class SplitRunner:
         self.programs = programs
         self._worker: ThreadPoolExecutor | None = None
         # The rollout of the update after the last chunk, collected while its critic fit ran: reused when
-        # the next chunk starts from that chunk's final states.
-        self._prefetched: tuple[TrainState, Any] | None = None
+        # the next chunk starts from that chunk's final states (with the same run config).
+        self._prefetched: tuple[TrainState, Any, Any] | None = None
 
     def _critic(self, *args: Any) -> Any:
         return jax.block_until_ready(self.programs.critic(*args))
@@ -52,8 +52,8 @@ class SplitRunner:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trpojax-critic")
         stages = self.programs
         prefetched, self._prefetched = self._prefetched, None
-        if prefetched is not None and prefetched[0] is states:
-            collected = prefetched[1]
+        if prefetched is not None and prefetched[0] is states and prefetched[1] is run_config:
+            collected = prefetched[2]
         else:
             collected = stages.collect(states, run_config)
         rows = []
@@ -76,7 +76,7 @@ class SplitRunner:
             states, metrics = SplitStep.assemble(collected, policy_out, critic.result())
             rows.append(metrics)
             collected = next_collected
-        self._prefetched = (states, collected)
+        self._prefetched = (states, run_config, collected)
         host = jax.device_get(rows)
         names = list(rows[0]) if rows else []
         return states, {name: np.stack([np.asarray(row[name]) for row in host], axis=1) for name in names}
