@@ -263,13 +263,13 @@ def compile_programs(
         metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
         run_chunk = trainer.run_chunk
     else:
+        from trpojax.algos.actor_critic import EPISODE_METRICS
         from trpojax.pipeline import SplitRunner
 
         metric_names = []
         if lengths:
             split = type(split)(*[results[f"split-{stage}"][0] for stage in split._fields])
-            metric_names = ["episode_return_mean", "episode_length_mean", *results["split-policy"][1],
-                            *results["split-critic"][1]]
+            metric_names = [*EPISODE_METRICS, *results["split-policy"][1], *results["split-critic"][1]]
         run_chunk = SplitRunner(split)
         chunks = {n: partial(run_chunk, length=n) for n in set(lengths)}
 
@@ -295,26 +295,31 @@ def compile_programs(
 def _split_jobs(
     split: Any, states_like: Callable[[], Any], config: Config, options: dict[str, Any] | None
 ) -> list[tuple[str, Callable[[], Any], dict[str, Any] | None]]:
-    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the largest first."""
+    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the largest first.
+
+    The policy and critic programs take the batch that ``prepare`` returns, whose shapes come from lowering
+    ``collect`` and ``prepare``: those two are lowered once, for the shapes and for their own jobs.
+    """
 
     @cache
-    def shapes() -> tuple[Any, Any]:
-        collected = jax.eval_shape(split.collect, states_like(), config)
-        agent = states_like().agent
-        batch = jax.eval_shape(split.prepare, agent.value_params, states_like().obs_stats, collected.transitions,
-                               config)
-        return collected, batch
+    def collect() -> Any:
+        return split.collect.lower(states_like(), config)
+
+    @cache
+    def prepare() -> Any:
+        transitions = collect().out_info.transitions
+        return split.prepare.lower(agent().value_params, states_like().obs_stats, transitions, config)
 
     def agent() -> Any:
         return states_like().agent
 
     return [
-        ("split-policy", lambda: split.policy.lower(agent().policy_params, shapes()[1], config), options),
-        ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state, shapes()[1],
-                                                    shapes()[0].update_key, config), options),
-        ("split-collect", lambda: split.collect.lower(states_like(), config), options),
-        ("split-prepare", lambda: split.prepare.lower(agent().value_params, states_like().obs_stats,
-                                                      shapes()[0].transitions, config), options),
+        ("split-policy", lambda: split.policy.lower(agent().policy_params, prepare().out_info, config), options),
+        ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state,
+                                                    prepare().out_info, collect().out_info.update_key, config),
+         options),
+        ("split-collect", collect, options),
+        ("split-prepare", prepare, options),
     ]
 
 

@@ -204,9 +204,20 @@ def update_with_critic(
     policy step's plus ``value_loss``.
     """
     policy_params, metrics = policy_update(state.policy_params, batch, config, policy_apply)
-    value_params, opt_state, value_loss = value_update(
-        state.value_params,
-        state.value_opt_state,
+    value_params, opt_state, value_loss = fit_critic(
+        state.value_params, state.value_opt_state, batch, key, config, value_apply
+    )
+    return ActorCriticState(policy_params, value_params, opt_state), {**metrics, "value_loss": value_loss}
+
+
+def fit_critic(
+    value_params: Any, opt_state: Any, batch: Batch, key: jax.Array, config: Any, value_apply: ValueApply
+) -> tuple[Any, Any, jax.Array]:
+    """:func:`value_update` on ``batch``'s returns with ``config``'s ``critic_lr``, ``critic_epochs`` and
+    ``critic_minibatches``; returns ``(value_params, opt_state, value_loss)``."""
+    return value_update(
+        value_params,
+        opt_state,
         batch.obs,
         batch.returns,
         key,
@@ -215,7 +226,6 @@ def update_with_critic(
         minibatches=config.critic_minibatches,
         value_apply=value_apply,
     )
-    return ActorCriticState(policy_params, value_params, opt_state), {**metrics, "value_loss": value_loss}
 
 
 class Collected(NamedTuple):
@@ -237,6 +247,9 @@ class Collected(NamedTuple):
     update_key: jax.Array
     obs_stats: Any
     update: jax.Array
+
+
+EPISODE_METRICS = ("episode_return_mean", "episode_length_mean")  # SplitStep.assemble's first metrics
 
 
 class SplitStep(NamedTuple):
@@ -270,9 +283,9 @@ class SplitStep(NamedTuple):
 
         policy_params, policy_metrics = policy_out
         value_params, opt_state, critic_metrics = critic_out
+        episodes = collected.runner.episodes
         metrics = {
-            "episode_return_mean": collected.runner.episodes.last_return_mean,
-            "episode_length_mean": collected.runner.episodes.last_length_mean,
+            **dict(zip(EPISODE_METRICS, (episodes.last_return_mean, episodes.last_length_mean), strict=True)),
             **policy_metrics,
             **critic_metrics,
         }
@@ -360,17 +373,8 @@ def make_learner(
     def critic_stage(
         value_params: Any, opt_state: Any, batch: Batch, key: jax.Array, run_config: RunConfig
     ) -> tuple[Any, Any, dict[str, jax.Array]]:
-        section_config = getattr(run_config, section)
-        value_params, opt_state, value_loss = value_update(
-            value_params,
-            opt_state,
-            batch.obs,
-            batch.returns,
-            key,
-            learning_rate=section_config.critic_lr,
-            epochs=section_config.critic_epochs,
-            minibatches=section_config.critic_minibatches,
-            value_apply=value.apply,
+        value_params, opt_state, value_loss = fit_critic(
+            value_params, opt_state, batch, key, getattr(run_config, section), value.apply
         )
         return value_params, opt_state, {"value_loss": value_loss}
 
