@@ -110,18 +110,22 @@ def main() -> None:
     def median(values: list[float]) -> float:
         return float(statistics.median(values))
 
-    sb3 = median([r[0] for r in runs["sb3-contrib TRPO"]])
+    sb3_runs = [r[0] for r in runs["sb3-contrib TRPO"]]
+    sb3 = median(sb3_runs)
     print(f"machine: {machine()}")
     print(f"CartPole-v1, rl-zoo TRPO hyperparameters, 100k env steps, {args.seeds} seed(s), whole process "
           f"incl. imports; median of {args.repeats} run(s) per row")
+    print("sb3 / this: ratio of the medians; paired: median (and range) of each repeat's own ratio, sb3's run "
+          "next to this row's run of the same repeat, which cancels the machine's slow and fast minutes")
     print(f"{'run':<22}{'wall clock (s)':>16}{'range (s)':>14}{'compile (s)':>13}{'eval return':>13}"
-          f"{'sb3 / this':>12}")
+          f"{'sb3 / this':>12}{'paired':>9}{'paired range':>15}")
     for label, rows in runs.items():
         secs = [r[0] for r in rows]
+        paired = [theirs / ours for theirs, ours in zip(sb3_runs, secs)]
         spread = f"{min(secs):.1f}-{max(secs):.1f}"
         print(f"{label:<22}{median(secs):>16.1f}{spread:>14}{median([r[2] for r in rows]):>13.1f}"
-              f"{median([r[1] for r in rows]):>13.1f}{sb3 / median(secs):>12.1f}")
-
+              f"{median([r[1] for r in rows]):>13.1f}{sb3 / median(secs):>12.1f}{median(paired):>9.1f}"
+              f"{f'{min(paired):.1f}-{max(paired):.1f}':>15}")
 
 if __name__ == "__main__":
     main()

@@ -203,18 +203,31 @@ def compile_programs(
     keys_eval: jax.Array,
     lengths: Sequence[int],
     executable_cache: ExecutableCache | None = None,
+    while_compiling: Callable[[], Any] | None = None,
 ) -> Programs:
     """Compile (or load) ``init``, a chunk program per distinct length in ``lengths``, and ``evaluate``.
 
-    Tracing runs on this thread; compilation and deserialisation on two worker threads; cache writes on
-    background threads (``executable_cache.flush()`` waits for them). The final evaluation's program is
-    traced and compiled on a background thread, so it overlaps training instead of delaying it.
+    Tracing runs on this thread, each program handed to one of two worker threads to compile as soon as it
+    is lowered; deserialisation runs on the workers too, and cache writes on background threads
+    (``executable_cache.flush()`` waits for them). The final evaluation's program is traced here too, but
+    compiled on a background thread only once the others are ready, so it overlaps training instead of
+    delaying it.
+
+    ``while_compiling``, if given, is called on this thread once every program is lowered, while the
+    workers still compile or load (the CLI imports matplotlib there: imported beside training instead, it
+    would hold the GIL that the training loop needs to dispatch its programs).
     """
     t0 = time.perf_counter()
 
+    lowered_init: list[Any] = []  # init's lowering, once done: its outputs are the train states' shapes
+
     @cache
     def states_like() -> Any:  # traced only when some program has to be lowered
-        return jax.eval_shape(trainer.init, keys, config)
+        return lowered_init[0].out_info if lowered_init else jax.eval_shape(trainer.init, keys, config)
+
+    def lower_init() -> Any:
+        lowered_init.append(trainer.init.lower(keys, config))
+        return lowered_init[0]
 
     def key(name: str, options: dict[str, Any] | None) -> str | None:
         return executable_cache.key(config, name, options) if executable_cache else None
@@ -234,20 +247,23 @@ def compile_programs(
             split = type(split)(*[_renamed(f, f"trpojax_{stage}_{tag}") for stage, f in split._asdict().items()])
 
     repeated, one_shot = compiler_options(config), compiler_options(config, one_shot=True)
+    # Each program is handed to a compile worker as soon as it is lowered, while this thread lowers the
+    # next: init first (its lowering also gives the train states' shapes), then the training programs.
     if split is None:
-        # The chunk programs first: the largest, so their compilation starts earliest.
         training: list[tuple[str, Callable[[], Any], dict[str, Any] | None]] = [
             (f"chunk-{n}", lambda n=n: trainer.run_chunk.lower(states_like(), config, n), repeated)
             for n in sorted(set(lengths))
         ]
     else:
         training = _split_jobs(split, states_like, config, repeated) if lengths else []
-    jobs = [*training, ("init", lambda: trainer.init.lower(keys, config), one_shot)]
+    jobs = [("init", lower_init, one_shot), *training]
     futures: dict[str, Future] = {}
     cached = 0
+    eval_key = key("evaluate", one_shot)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trpojax-compile") as pool:
         keys_of = {name: key(name, options) for name, _, options in jobs}
         loads = {name: pool.submit(executable_cache.load, k) for name, k in keys_of.items() if k}
+        eval_load = pool.submit(executable_cache.load, eval_key) if eval_key else None
         for name, lower, options in jobs:
             hit = loads[name].result() if name in loads else None
             if hit is not None:
@@ -257,6 +273,12 @@ def compile_programs(
             lowered = lower()
             extra = _metric_names(name, lowered)
             futures[name] = pool.submit(_compile, lowered, options, extra, executable_cache, keys_of[name])
+        # The evaluation is traced here, while the workers compile, rather than beside training, where
+        # tracing would hold the GIL that the training loop needs to dispatch its programs.
+        eval_hit = eval_load.result() if eval_load is not None else None
+        eval_lowered = None if eval_hit is not None else trainer.evaluate.lower(states_like(), keys_eval)
+        if while_compiling is not None:
+            while_compiling()
         results = {name: future.result() for name, future in futures.items()}
     if split is None:
         chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
@@ -274,12 +296,9 @@ def compile_programs(
         chunks = {n: partial(run_chunk, length=n) for n in set(lengths)}
 
     def evaluate_job() -> tuple[Any, bool]:
-        eval_key = key("evaluate", one_shot)
-        hit = executable_cache.load(eval_key) if executable_cache and eval_key else None
-        if hit is not None:
-            return hit[0], True
-        lowered = trainer.evaluate.lower(states_like(), keys_eval)
-        return _compile(lowered, one_shot, None, executable_cache, eval_key)[0], False
+        if eval_hit is not None:
+            return eval_hit[0], True
+        return _compile(eval_lowered, one_shot, None, executable_cache, eval_key)[0], False
 
     return Programs(
         init=results["init"][0],
@@ -295,10 +314,11 @@ def compile_programs(
 def _split_jobs(
     split: Any, states_like: Callable[[], Any], config: Config, options: dict[str, Any] | None
 ) -> list[tuple[str, Callable[[], Any], dict[str, Any] | None]]:
-    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the largest first.
+    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), in data-flow order.
 
     The policy and critic programs take the batch that ``prepare`` returns, whose shapes come from lowering
-    ``collect`` and ``prepare``: those two are lowered once, for the shapes and for their own jobs.
+    ``collect`` and ``prepare``: those two come first, so they compile while the policy and critic are
+    lowered, and are lowered once, for the shapes and for their own jobs.
     """
 
     @cache
@@ -314,12 +334,12 @@ def _split_jobs(
         return states_like().agent
 
     return [
+        ("split-collect", collect, options),
+        ("split-prepare", prepare, options),
         ("split-policy", lambda: split.policy.lower(agent().policy_params, prepare().out_info, config), options),
         ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state,
                                                     prepare().out_info, collect().out_info.update_key, config),
          options),
-        ("split-collect", collect, options),
-        ("split-prepare", prepare, options),
     ]
 
 

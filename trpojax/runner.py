@@ -187,7 +187,8 @@ def run(
 
     lengths = remaining_lengths(chunk_schedule(config), done)
     keys_eval = eval_keys(config)
-    programs = compile_programs(trainer, config, keys, keys_eval, lengths, executable_cache)
+    # matplotlib (for learning_curve.png) is imported while the programs compile or load.
+    programs = compile_programs(trainer, config, keys, keys_eval, lengths, executable_cache, report.pyplot)
     compiled, evaluate, compile_s = programs.chunks, programs.evaluate, programs.compile_s
     metric_names = metric_order(programs.metric_names)
     states = programs.init(keys, config) if resume is None else resume.state
@@ -225,7 +226,6 @@ def run(
         desc=f"{config.algo} {config.env}",
     )
     last_return = float("nan")
-    report.preload_pyplot()  # for learning_curve.png, while the device trains
     # Up to two compiled chunks are in flight: the next one is dispatched before the host reads the current
     # one's metrics, writes them and checkpoints, so the device never waits for the host. A split chunk
     # (pipeline.SplitRunner) runs on the host threads themselves and returns when done.
