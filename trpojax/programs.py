@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -91,18 +91,27 @@ class ExecutableCache:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self._writes: list[threading.Thread] = []
+        self._pending: list[tuple[str, Any, Any]] = []  # see store_later
+        self._lock = threading.Lock()
 
     def store_later(self, key: str, compiled: Any, extra: Any = None) -> None:
-        """:meth:`store` on a background thread, off the path to the first training step; see :meth:`flush`."""
-        thread = threading.Thread(target=self.store, args=(key, compiled, extra), name="trpojax-cache-write")
-        thread.start()
-        self._writes.append(thread)
+        """Queue ``compiled`` for :meth:`store` by a later :meth:`write_pending`, before its first run.
 
-    def flush(self) -> None:
-        """Wait for the writes started by :meth:`store_later`."""
-        while self._writes:
-            self._writes.pop().join()
+        Serialising an executable holds the GIL throughout (about 0.05-0.1 s for a TRPO stage program on
+        CPU), so :func:`compile_programs` does it while its thread would only wait, rather than beside the
+        tracing of the next program. It must happen before the executable first runs: XLA:CPU then adds
+        runtime state that cannot be serialised (such a store fails, and only costs the next run a compile).
+        """
+        with self._lock:
+            self._pending.append((key, compiled, extra))
+
+    def write_pending(self) -> int:
+        """:meth:`store` the queued entries now, on this thread; returns how many."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for entry in pending:
+            self.store(*entry)
+        return len(pending)
 
     def key(self, config: Config, program: str, options: dict[str, Any] | None) -> str:
         """The entry name of ``program`` (e.g. ``"chunk-7"``) compiled with ``options`` for ``config``."""
@@ -208,8 +217,8 @@ def compile_programs(
     """Compile (or load) ``init``, a chunk program per distinct length in ``lengths``, and ``evaluate``.
 
     Tracing runs on this thread, each program handed to one of two worker threads to compile as soon as it
-    is lowered; deserialisation runs on the workers too, and cache writes on background threads
-    (``executable_cache.flush()`` waits for them). The final evaluation's program is traced here too, but
+    is lowered; deserialisation runs on the workers too. This thread stores fresh compilations in the
+    executable cache as they finish, while it waits for the others. The final evaluation's program is traced here too, but
     compiled on a background thread only once the others are ready, so it overlaps training instead of
     delaying it.
 
@@ -279,6 +288,11 @@ def compile_programs(
         eval_lowered = None if eval_hit is not None else trainer.evaluate.lower(states_like(), keys_eval)
         if while_compiling is not None:
             while_compiling()
+        # While this thread waits for the compilations still running, it stores the finished ones in the
+        # executable cache; the last ones are stored once all are done, before any of them runs.
+        for _ in as_completed(futures.values()):
+            if executable_cache is not None:
+                executable_cache.write_pending()
         results = {name: future.result() for name, future in futures.items()}
     if split is None:
         chunks = {int(name.split("-")[1]): results[name][0] for name in results if name.startswith("chunk")}
@@ -298,7 +312,10 @@ def compile_programs(
     def evaluate_job() -> tuple[Any, bool]:
         if eval_hit is not None:
             return eval_hit[0], True
-        return _compile(eval_lowered, one_shot, None, executable_cache, eval_key)[0], False
+        compiled = _compile(eval_lowered, one_shot, None, executable_cache, eval_key)[0]
+        if executable_cache is not None:  # stored now, before it runs
+            executable_cache.write_pending()
+        return compiled, False
 
     return Programs(
         init=results["init"][0],

@@ -275,8 +275,6 @@ def run(
             programs.run_chunk.close()
 
     eval_returns = np.asarray(evaluate(states, keys_eval))
-    if executable_cache is not None:
-        executable_cache.flush()
     per_seed = eval_returns.mean(axis=1)
     summary = {
         "algo": config.algo,
