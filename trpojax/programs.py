@@ -331,32 +331,32 @@ def compile_programs(
 def _split_jobs(
     split: Any, states_like: Callable[[], Any], config: Config, options: dict[str, Any] | None
 ) -> list[tuple[str, Callable[[], Any], dict[str, Any] | None]]:
-    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), in data-flow order.
+    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the policy first.
 
-    The policy and critic programs take the batch that ``prepare`` returns, whose shapes come from lowering
-    ``collect`` and ``prepare``: those two come first, so they compile while the policy and critic are
-    lowered, and are lowered once, for the shapes and for their own jobs.
+    The policy's program takes the longest to compile, and everything else is done before it when it
+    starts last, so it is lowered first: the shapes of the batch it takes come from tracing ``collect`` and
+    ``prepare`` abstractly (``jax.eval_shape``, whose traces their own lowering then reuses).
     """
-
-    @cache
-    def collect() -> Any:
-        return split.collect.lower(states_like(), config)
-
-    @cache
-    def prepare() -> Any:
-        transitions = collect().out_info.transitions
-        return split.prepare.lower(agent().value_params, states_like().obs_stats, transitions, config)
 
     def agent() -> Any:
         return states_like().agent
 
+    @cache
+    def collected() -> Any:
+        return jax.eval_shape(split.collect, states_like(), config)
+
+    @cache
+    def batch() -> Any:
+        return jax.eval_shape(split.prepare, agent().value_params, states_like().obs_stats,
+                              collected().transitions, config)
+
     return [
-        ("split-collect", collect, options),
-        ("split-prepare", prepare, options),
-        ("split-policy", lambda: split.policy.lower(agent().policy_params, prepare().out_info, config), options),
-        ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state,
-                                                    prepare().out_info, collect().out_info.update_key, config),
-         options),
+        ("split-policy", lambda: split.policy.lower(agent().policy_params, batch(), config), options),
+        ("split-collect", lambda: split.collect.lower(states_like(), config), options),
+        ("split-critic", lambda: split.critic.lower(agent().value_params, agent().value_opt_state, batch(),
+                                                    collected().update_key, config), options),
+        ("split-prepare", lambda: split.prepare.lower(agent().value_params, states_like().obs_stats,
+                                                      collected().transitions, config), options),
     ]
 
 
