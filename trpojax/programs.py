@@ -223,8 +223,8 @@ def compile_programs(
     delaying it.
 
     ``while_compiling``, if given, is called on this thread once every program is lowered, while the
-    workers still compile or load (the CLI imports matplotlib there: imported beside training instead, it
-    would hold the GIL that the training loop needs to dispatch its programs).
+    workers still compile, if any program had to be compiled (the CLI imports matplotlib there: beside
+    training, the import would hold the GIL that the training loop needs to dispatch its programs).
     """
     t0 = time.perf_counter()
 
@@ -286,7 +286,7 @@ def compile_programs(
         # tracing would hold the GIL that the training loop needs to dispatch its programs.
         eval_hit = eval_load.result() if eval_load is not None else None
         eval_lowered = None if eval_hit is not None else trainer.evaluate.lower(states_like(), keys_eval)
-        if while_compiling is not None:
+        if while_compiling is not None and cached < len(jobs):
             while_compiling()
         # While this thread waits for the compilations still running, it stores the finished ones in the
         # executable cache; the last ones are stored once all are done, before any of them runs.

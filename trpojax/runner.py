@@ -187,8 +187,11 @@ def run(
 
     lengths = remaining_lengths(chunk_schedule(config), done)
     keys_eval = eval_keys(config)
-    # matplotlib (for learning_curve.png) is imported while the programs compile or load.
+    # matplotlib (for learning_curve.png) is imported while the programs compile, or when they all came from
+    # the executable cache, on a background thread while the run trains.
     programs = compile_programs(trainer, config, keys, keys_eval, lengths, executable_cache, report.pyplot)
+    if "matplotlib.pyplot" not in sys.modules:
+        report.preload_pyplot()
     compiled, evaluate, compile_s = programs.chunks, programs.evaluate, programs.compile_s
     metric_names = metric_order(programs.metric_names)
     states = programs.init(keys, config) if resume is None else resume.state
