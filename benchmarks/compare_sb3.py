@@ -121,7 +121,7 @@ def main() -> None:
           f"{'sb3 / this':>12}{'paired':>9}{'paired range':>15}")
     for label, rows in runs.items():
         secs = [r[0] for r in rows]
-        paired = [theirs / ours for theirs, ours in zip(sb3_runs, secs)]
+        paired = [theirs / ours for theirs, ours in zip(sb3_runs, secs, strict=True)]
         spread = f"{min(secs):.1f}-{max(secs):.1f}"
         print(f"{label:<22}{median(secs):>16.1f}{spread:>14}{median([r[2] for r in rows]):>13.1f}"
               f"{median([r[1] for r in rows]):>13.1f}{sb3 / median(secs):>12.1f}{median(paired):>9.1f}"

@@ -218,9 +218,9 @@ def compile_programs(
 
     Tracing runs on this thread, each program handed to one of two worker threads to compile as soon as it
     is lowered; deserialisation runs on the workers too. This thread stores fresh compilations in the
-    executable cache as they finish, while it waits for the others. The final evaluation's program is traced here too, but
-    compiled on a background thread only once the others are ready, so it overlaps training instead of
-    delaying it.
+    executable cache as they finish, while it waits for the others. The final evaluation's program is
+    traced here too, but compiled on a background thread only once the others are ready, so it overlaps
+    training instead of delaying it.
 
     ``while_compiling``, if given, is called on this thread once every program is lowered, while the
     workers still compile, if any program had to be compiled (the CLI imports matplotlib there: beside
