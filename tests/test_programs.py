@@ -149,6 +149,25 @@ def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
     assert second["eval_return_mean"] == first["eval_return_mean"]
 
 
+def test_cli_compiles_only_its_programs_and_a_warm_run_nothing(tmp_path):
+    """A cold run compiles the run's own programs and no stray eager ones (each costs a cold start tens of
+    ms before the real compilation can start); a warm run loads them all and compiles nothing."""
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(json.dumps(TINY))
+
+    def compiled(out):
+        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp_path / "cache"), "JAX_LOG_COMPILES": "1"}
+        proc = subprocess.run([sys.executable, "-m", "trpojax.train", "--config", str(config_path), "--out",
+                               str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return sorted(line.split("jit(")[1].split(")")[0].rsplit("_", 1)[0]
+                      for line in proc.stderr.splitlines() if line.startswith("Compiling jit("))
+
+    stages = ["trpojax_collect", "trpojax_critic", "trpojax_policy", "trpojax_prepare"]  # execution auto: split
+    assert compiled(tmp_path / "cold") == sorted(["trpojax_init", "trpojax_evaluate", *stages])
+    assert compiled(tmp_path / "warm") == []
+
+
 @pytest.mark.parametrize("name", sorted(CLASSIC_CONTROL))
 def test_light_classic_control_envs_match_gymnax_make(name):
     import gymnax

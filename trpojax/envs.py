@@ -72,7 +72,10 @@ def make_env(name: str) -> EnvSpec:
     check_env_name(name)
     env, params = gymnax_light.make(name)
     spaces = gymnax_light.spaces()
-    obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
+    # gymnax builds the observation space's bounds with jax.numpy, which run eagerly as small XLA programs
+    # compiled on the spot (about 0.1 s on CPU, before the run's own compilation can start); only the
+    # shape is needed, so the space is built abstractly.
+    obs_shape = jax.eval_shape(lambda: jnp.zeros(env.observation_space(params).shape)).shape
     space = env.action_space(params)
     if isinstance(space, spaces.Discrete):
         discrete, action_dim, low, high = True, int(space.n), (), ()

@@ -89,7 +89,7 @@ def seed_keys(config: Config) -> jax.Array:
     if not _host_keys(config.seed):
         base = jax.random.PRNGKey(config.seed)
         return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
-    return jnp.asarray(_host_seed_keys(config))
+    return jax.device_put(_host_seed_keys(config))  # jnp.asarray would compile a copy program
 
 
 def _host_keys(seed: int) -> bool:
@@ -250,7 +250,7 @@ def eval_keys(config: Config) -> jax.Array:
     """Evaluation keys [num_seeds]: fold_in(seed key, EVAL_KEY_SALT), disjoint from training keys."""
     if not _host_keys(config.seed):
         return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_KEY_SALT))(seed_keys(config))
-    return jnp.asarray(np.stack([threefry_fold_in(k, EVAL_KEY_SALT) for k in _host_seed_keys(config)]))
+    return jax.device_put(np.stack([threefry_fold_in(k, EVAL_KEY_SALT) for k in _host_seed_keys(config)]))
 
 
 def state_template(config: Config) -> TrainState:
