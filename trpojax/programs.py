@@ -1,9 +1,10 @@
 """Compile the trainer's programs for a run: in parallel, and from an executable cache when warm.
 
-A run needs three kinds of XLA programs (:class:`trpojax.train.Trainer`): ``init``, one ``run_chunk`` per
-distinct chunk length, and the final ``evaluate``. :func:`compile_programs` traces them one after the other
-on the calling thread (tracing holds the GIL) and hands each to a worker thread to compile as soon as it is
-traced, so XLA compiles one program while Python traces the next.
+A run needs three kinds of XLA programs (:class:`trpojax.train.Trainer`): ``init``, the training programs
+(one ``run_chunk`` per distinct chunk length, or the four stages of a split update), and the final
+``evaluate``. :func:`compile_programs` traces them one after the other on the calling thread (tracing holds
+the GIL) and hands each to a worker thread to compile as soon as it is traced, the longest compilation
+first, so XLA compiles while Python traces the next program.
 
 JAX's persistent compilation cache still needs every program traced and lowered to find it (about 1 s for
 TRPO). :class:`ExecutableCache` skips that: it stores each compiled executable (serialised by
@@ -15,9 +16,10 @@ miss, and a miss (or an unreadable entry) just compiles as usual and overwrites 
 written atomically; the oldest beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it
 trusts its directory as much as JAX trusts its own cache directory.
 
-Only fresh compilations are stored: an executable JAX itself loaded from its persistent cache serialises
-without its kernels. The programs are therefore named after their cache key, so that JAX's persistent
-cache (whose key starts with the program's name) misses exactly when this one does.
+Only fresh compilations are stored, and before their first run (XLA:CPU cannot serialise an executable that
+has run): an executable JAX itself loaded from its persistent cache serialises without its kernels. The
+programs are therefore named after their cache key, so that JAX's persistent cache (whose key starts with the
+program's name) misses exactly when this one does.
 """
 
 from __future__ import annotations
