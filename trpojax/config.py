@@ -75,7 +75,7 @@ class Config:
         "auto",
         "how the CLI runs updates: 'scan' (each chunk one compiled lax.scan), 'split' (TRPO/NPG: each update "
         "as rollout, policy and critic programs, the critic fit on a second thread beside the policy step and "
-        "the next rollout), 'auto' (split on CPU for TRPO/NPG with at most 2 seeds, else scan)",
+        "the next rollout), 'auto' (split on CPU for TRPO/NPG, else scan)",
         choices=("auto", "scan", "split"),
     )
     checkpoint_every: int = hp(0, "save a checkpoint every this many updates (0: only at the end)", ge=0)

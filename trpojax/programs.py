@@ -171,7 +171,7 @@ class Programs(NamedTuple):
             run trains (a call waits for it).
         metric_names: the keys of a chunk's metrics (empty when there are no chunks).
         compile_s: wall-clock seconds spent tracing, compiling or loading before training can start.
-        cached: of init and the chunk programs, how many came from the executable cache.
+        cached: of init and the training programs, how many came from the executable cache.
     """
 
     init: Any
@@ -216,7 +216,8 @@ def compile_programs(
     executable_cache: ExecutableCache | None = None,
     while_compiling: Callable[[], Any] | None = None,
 ) -> Programs:
-    """Compile (or load) ``init``, a chunk program per distinct length in ``lengths``, and ``evaluate``.
+    """Compile (or load) ``init``, the training programs (a chunk program per distinct length in ``lengths``,
+    or the split stages when :func:`trpojax.train.use_split`), and ``evaluate``.
 
     Tracing runs on this thread, each program handed to one of two worker threads to compile as soon as it
     is lowered; deserialisation runs on the workers too. This thread stores fresh compilations in the
