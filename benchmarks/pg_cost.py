@@ -24,7 +24,7 @@ from trpojax.algos import harpg, reinforce
 from trpojax.algos.episodic import make_log_prob_fn, mean_hessian_vector_product, mean_policy_gradient
 from trpojax.envs import make_env
 from trpojax.networks import PolicyNetwork
-from trpojax.rollout import episodic_rollout
+from trpojax.envs.rollout import episodic_rollout
 from trpojax.train import make_learner
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from benchmarks._timing import machine
 from trpojax import config as config_lib
 from trpojax.sweep import Group, build_program, make_mesh
-from trpojax.sweep_spec import Sweep
+from trpojax.sweep.spec import Sweep
 
 CONFIG = Path(__file__).parent.parent / "configs" / "trpo_cartpole.yaml"
 RUNS = (1, 4, 16, 64, 256, 1024)

@@ -20,7 +20,7 @@ import jax
 from benchmarks._timing import machine
 from benchmarks.compare_sb3 import TRPOJAX_CONFIG
 from trpojax import config as config_lib
-from trpojax.programs import ExecutableCache, compile_programs
+from trpojax.fastcpu.compile import ExecutableCache, compile_programs
 from trpojax.train import compiler_options, eval_keys, make_trainer, seed_keys
 
 

@@ -17,7 +17,7 @@ import jax
 
 from benchmarks._timing import machine
 from trpojax import config as config_lib
-from trpojax.rollout import reset_envs, rollout
+from trpojax.envs.rollout import reset_envs, rollout
 from trpojax.train import compiler_options, make_trainer, seed_keys
 
 

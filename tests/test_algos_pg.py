@@ -11,8 +11,8 @@ from jax.flatten_util import ravel_pytree
 from trpojax.algos import harpg, npg, pg_igt, reinforce, trpo
 from trpojax.algos.episodic import make_log_prob_fn
 from trpojax.networks import PolicyNetwork, ValueNetwork
-from trpojax.rollout import EpisodeBatch
-from trpojax.schedules import schedule_value
+from trpojax.envs.rollout import EpisodeBatch
+from trpojax.core.schedules import schedule_value
 
 OBS_DIM, HORIZON, DISCOUNT = 3, 6, 0.9
 

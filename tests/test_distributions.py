@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trpojax.distributions import Categorical, DiagGaussian
+from trpojax.core.distributions import Categorical, DiagGaussian
 
 N = 200_000
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from trpojax.distributions import Categorical, DiagGaussian
-from trpojax.linalg import (
+from trpojax.core.distributions import Categorical, DiagGaussian
+from trpojax.core.linalg import (
     conjugate_gradient,
     fisher_vector_product,
     hessian_vector_product,

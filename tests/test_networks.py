@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trpojax.distributions import Categorical, DiagGaussian
+from trpojax.core.distributions import Categorical, DiagGaussian
 from trpojax.networks import PolicyNetwork, ValueNetwork, orthogonal
 
 

@@ -10,7 +10,7 @@ import pytest
 from trpojax import config as config_lib
 from trpojax.algos import registry
 from trpojax.config import ConfigError
-from trpojax.pipeline import SplitRunner
+from trpojax.fastcpu.split import SplitRunner
 from trpojax.train import make_trainer, seed_keys, use_split
 
 SMALL = {

@@ -13,8 +13,8 @@ import pytest
 
 from trpojax import config as config_lib
 from trpojax.envs import make_env
-from trpojax.gymnax_light import CLASSIC_CONTROL
-from trpojax.programs import ExecutableCache, compile_programs
+from trpojax.envs.gymnax import CLASSIC_CONTROL
+from trpojax.fastcpu.compile import ExecutableCache, compile_programs
 from trpojax.train import (
     CPU_FAST_OPTIONS,
     CPU_OPTIMIZED_OPTIONS,
@@ -227,7 +227,7 @@ def test_wait_raises_a_failed_computation_instead_of_hanging(monkeypatch):
 
 
 def test_pending_program_reraises_its_compile_error():
-    from trpojax.programs import Pending
+    from trpojax.fastcpu.compile import Pending
 
     def broken():
         raise ValueError("cannot compile")

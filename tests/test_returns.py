@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trpojax.returns import discounted_returns, gae_advantages
+from trpojax.core.returns import discounted_returns, gae_advantages
 
 
 def reference_gae(r, v, boot, term, trunc, gamma, lam):

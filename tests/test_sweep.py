@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from trpojax import stats, sweep, train
-from trpojax.sweep_spec import load_sweep
+from trpojax.sweep.spec import load_sweep
 
 TINY_BASE = """\
 algo: trpo

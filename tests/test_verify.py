@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trpojax import linalg, tabular, verify
+from trpojax import verify
+from trpojax.core import linalg, tabular
 
 _estimate = jax.jit(verify.estimator_quantities, static_argnums=(4, 5))
 
@@ -84,7 +85,7 @@ def test_cli_exits_1_naming_the_first_failing_statement(monkeypatch, tmp_path, c
         verify.Row("6 TRPO lower bound", "bound", 2, 0.5, False, -0.1, 1.2),
         verify.Row("7 monotonic improvement", "bound", 1, 0.1, False, -0.1, None),
     ]
-    monkeypatch.setattr(verify, "run_suite", lambda num_mdps, seed: rows)
+    monkeypatch.setattr(verify.suite, "run_suite", lambda num_mdps, seed: rows)
     assert verify.main(["--mdps", "2", "--json", str(tmp_path / "rows.json")]) == 1
     err = capsys.readouterr().err
     assert "6 TRPO lower bound" in err and "7 monotonic" not in err

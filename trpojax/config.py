@@ -1,12 +1,15 @@
 """Run configuration: typed frozen dataclasses, YAML + ``--set`` loading, validation.
 
-A run config is a YAML mapping whose keys are the fields of :class:`Config`; the section named after the
-chosen ``algo`` (``trpo:``, ...) and ``network:`` are nested mappings. ``--set key.sub=value`` overrides
-are parsed as YAML scalars/lists and applied before validation. Any unknown key, wrong type, out-of-range
-value, unknown algorithm or environment raises :class:`ConfigError` with one line naming the key and what
-is allowed (with the nearest valid name where there is one); the CLIs turn it into exit code 2.
+A run config is a YAML mapping whose keys are the fields of :class:`Config`; ``network:`` and the section
+named after the chosen ``algo`` (``trpo:``, ...) are nested mappings. The section comes from the algorithm
+registry (:data:`trpojax.algos.REGISTRY`): each algorithm has its run-config class, :class:`Config` plus
+that one section (:func:`config_class`), so a run config carries only its own algorithm's hyperparameters.
+``--set key.sub=value`` overrides are parsed as YAML scalars/lists and applied before validation. Any
+unknown key, wrong type, out-of-range value, unknown algorithm or environment raises :class:`ConfigError`
+with one line naming the key and what is allowed (with the nearest valid name where there is one); the
+CLIs turn it into exit code 2.
 
-Configs are pytrees (:mod:`trpojax.hparams`): float hyperparameters are traced leaves so sweeps vmap them.
+Configs are pytrees (:mod:`trpojax.core.hparams`): float hyperparameters are traced leaves so sweeps vmap them.
 """
 
 from __future__ import annotations
@@ -21,15 +24,9 @@ from typing import Any
 
 import yaml
 
-from trpojax.algos import harpg as _harpg
-from trpojax.algos import npg as _npg
-from trpojax.algos import pg_igt as _pg_igt
-from trpojax.algos import registry
-from trpojax.algos import reinforce as _reinforce
-from trpojax.algos import trpo as _trpo
-from trpojax.algos.episodic import EPISODIC_ALGOS
+from trpojax.algos import REGISTRY, AlgorithmSpec
+from trpojax.core.hparams import config_dataclass, field_types, hp, is_config_class, section, static_view
 from trpojax.envs import UnknownEnvError, check_env_name, make_env
-from trpojax.hparams import config_dataclass, field_types, hp, is_config_class, section
 from trpojax.networks import ACTIVATIONS
 
 
@@ -51,7 +48,7 @@ class NetworkConfig:
 class Config:
     """A complete training run. Float fields are sweepable (traced); the rest fix the program's shape."""
 
-    algo: str = hp("trpo", "algorithm: a name in trpojax.algos.registry()")
+    algo: str = hp("trpo", "algorithm: a name in trpojax.algos.REGISTRY")
     env: str = hp("CartPole-v1", "gymnax environment id")
     seed: int = hp(0, "base seed; seed i of a run uses fold_in(PRNGKey(seed), i)", ge=0)
     num_seeds: int = hp(1, "independent seeds run as one vmapped program", ge=1)
@@ -81,11 +78,16 @@ class Config:
     checkpoint_every: int = hp(0, "save a checkpoint every this many updates (0: only at the end)", ge=0)
     keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
     network: NetworkConfig = section(NetworkConfig, "network shapes")
-    trpo: _trpo.Config = section(_trpo.Config, "TRPO hyperparameters (algo: trpo)")
-    npg: _npg.Config = section(_npg.Config, "natural policy gradient hyperparameters (algo: npg)")
-    reinforce: _reinforce.Config = section(_reinforce.Config, "REINFORCE / GPOMDP hyperparameters")
-    pg_igt: _pg_igt.Config = section(_pg_igt.Config, "N-PG-IGT hyperparameters (algo: pg_igt)")
-    harpg: _harpg.Config = section(_harpg.Config, "HARPG / N-HARPG hyperparameters (algo: harpg)")
+
+    @property
+    def spec(self) -> AlgorithmSpec:
+        """The chosen algorithm's registry entry."""
+        return REGISTRY[self.algo]
+
+    @property
+    def algo_section(self) -> Any:
+        """The chosen algorithm's config section (``config.trpo`` for ``algo: trpo``)."""
+        return getattr(self, self.algo)
 
     @property
     def num_updates(self) -> int:
@@ -94,12 +96,46 @@ class Config:
 
     @property
     def steps_per_update(self) -> int:
-        """Environment steps one update consumes, per seed (HARPG adds its Hessian-vector-product batch)."""
-        trajectories = self.num_envs + (self.harpg.hvp_trajectories if self.algo == "harpg" else 0)
-        return trajectories * self.num_steps
+        """Environment steps one update consumes, per seed (:meth:`AlgorithmSpec.steps_per_update`)."""
+        return self.spec.steps_per_update(self)
 
 
-ALGO_SECTIONS = tuple(registry())
+def _make_config_class(spec: AlgorithmSpec) -> type:
+    name = "".join(part.capitalize() for part in spec.name.split("_")) + "RunConfig"
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"A run of algo {spec.name!r}: :class:`Config` plus its ``{spec.name}:`` section.",
+        "__annotations__": {spec.name: spec.config_cls},
+        spec.name: section(spec.config_cls, spec.doc),
+    }
+    return config_dataclass(type(name, (Config,), namespace))
+
+
+# One run-config class per registered algorithm, bound in this module under its name (``TrpoRunConfig``,
+# ...) so that pickled tree structures (the executable cache's) find it again.
+RUN_CONFIGS: dict[str, type] = {name: _make_config_class(spec) for name, spec in REGISTRY.items()}
+globals().update({cls.__name__: cls for cls in RUN_CONFIGS.values()})
+
+
+def config_class(algo: str) -> type:
+    """The run-config class of ``algo`` (:class:`Config` with that algorithm's section).
+
+    Raises:
+        ConfigError: ``algo`` is not registered.
+    """
+    if algo not in RUN_CONFIGS:
+        raise ConfigError(f"algo: unknown algorithm {algo!r}{_close(algo, RUN_CONFIGS)}; "
+                          f"allowed: {', '.join(RUN_CONFIGS)}")
+    return RUN_CONFIGS[algo]
+
+
+def default(algo: str = "trpo", **fields: Any) -> Config:
+    """The default run config of ``algo`` with ``fields`` replaced (not validated; see :func:`from_dict`)."""
+    return config_class(algo)(algo=algo, **fields)
+
+
+ALGO_SECTIONS = tuple(REGISTRY)
 
 
 def _close(name: str, options: typing.Iterable[str]) -> str:
@@ -212,31 +248,32 @@ def from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Con
     data = copy.deepcopy(data)
     for key, value in parse_overrides(overrides):
         _set_path(data, key, value)
-    config = build(Config, data)
-    validate(config, given_sections=[k for k in data if k in ALGO_SECTIONS])
+    algo = data.get("algo", Config.algo)
+    if not isinstance(algo, str):
+        raise ConfigError(f"algo: expected str, got {type(algo).__name__} {algo!r}")
+    cls = config_class(algo)
+    for name in ALGO_SECTIONS:
+        if name in data and name != algo:
+            raise ConfigError(f"section {name!r} does not apply to algo {algo!r}; remove it or set algo: {name}")
+    config = build(cls, data)
+    validate(config)
     return config
 
 
-def validate(config: Config, given_sections: typing.Sequence[str] = ()) -> None:
-    """Cross-field checks: known algorithm and environment, sections that apply, a budget of >= 1 update."""
-    algos = registry()
-    if config.algo not in algos:
-        raise ConfigError(f"algo: unknown algorithm {config.algo!r}{_close(config.algo, algos)}; "
-                          f"allowed: {', '.join(algos)}")
-    for name in given_sections:
-        if name != config.algo:
-            raise ConfigError(f"section {name!r} does not apply to algo {config.algo!r}; remove it or set algo: {name}")
+def validate(config: Config) -> None:
+    """Cross-field checks: a known environment, options the algorithm supports, a budget of >= 1 update."""
     try:
         check_env_name(config.env)
-        make_env(config.env)
+        spec = make_env(config.env)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None
-    if config.normalize_obs and config.algo in EPISODIC_ALGOS:
+    if config.normalize_obs and config.spec.episodic:
         raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} (its estimators need one "
                           "fixed policy function across updates); set normalize_obs: false")
-    if config.execution == "split" and not algos[config.algo].splittable:
-        raise ConfigError(f"execution: 'split' needs an actor-critic algo (trpo, npg), not {config.algo!r}; "
-                          "use 'auto' or 'scan'")
+    if config.execution == "split" and config.spec.make_learner(static_view(config), spec).split is None:
+        split = [n for n in ALGO_SECTIONS if not REGISTRY[n].episodic]
+        raise ConfigError(f"execution: 'split' needs an actor-critic algo ({', '.join(split)}), not "
+                          f"{config.algo!r}; use 'auto' or 'scan'")
     if config.num_updates < 1:
         raise ConfigError(
             f"total_env_steps: {config.total_env_steps} is less than one update "
@@ -274,11 +311,7 @@ def to_dict(config: Config) -> dict[str, Any]:
             return [plain(v) for v in obj]
         return obj
 
-    data = plain(config)
-    for name in ALGO_SECTIONS:
-        if name != config.algo:
-            data.pop(name)
-    return data
+    return plain(config)
 
 
 def dump(config: Config) -> str:

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from trpojax import checkpoint, report
 from trpojax import config as config_lib
+from trpojax import fastcpu
 from trpojax.config import ConfigError
-from trpojax.train import compiler_options, eval_keys, make_evaluate, make_learner, state_template
+from trpojax.train import checkpoint, outputs
+from trpojax.trainer import eval_keys, make_evaluate, make_learner, state_template
 
 
 def evaluate_run(
@@ -65,7 +66,8 @@ def evaluate_run(
     spec, learner = make_learner(config)
     evaluate = make_evaluate(config, spec, learner, episodes, deterministic=not stochastic)
     keys = eval_keys(config)
-    returns = np.asarray(evaluate.lower(states, keys).compile(compiler_options(config, one_shot=True))(states, keys))
+    options = fastcpu.compiler_options(config, one_shot=True) if fastcpu.applies(config) else None
+    returns = np.asarray(evaluate.lower(states, keys).compile(options)(states, keys))
     means = returns.mean(axis=1)
     results = {
         "run_dir": str(run_dir),
@@ -117,9 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in results["per_seed"]:
         print(f"  seed {seed['seed']}: {seed['return_mean']:.1f} +- {seed['return_std']:.1f}")
     print(f"  all seeds: {results['return_mean']:.1f} +- {results['return_std']:.1f} (std over seeds)")
-    report.write_json_atomic(Path(args.run_dir) / "eval.json", results)
+    outputs.write_json_atomic(Path(args.run_dir) / "eval.json", results)
     return 0
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """``trpojax-evaluate``: :func:`main` as the process's exit code."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

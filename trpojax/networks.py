@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trpojax.distributions import Categorical, DiagGaussian
+from trpojax.core.distributions import Categorical, DiagGaussian
 
 if TYPE_CHECKING:
     from trpojax.config import NetworkConfig

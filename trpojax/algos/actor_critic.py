@@ -17,21 +17,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trpojax.envs import EnvSpec, init_running_stats, normalize_obs, update_running_stats
-from trpojax.linalg import (
-    CGInfo,
-    conjugate_gradient,
-    make_gauss_newton_fvp,
-    tree_all_finite,
-    tree_axpy,
-    tree_vdot,
-)
+from trpojax.algos.base import Learner, Networks, TrainState
+from trpojax.algos.critic import fit_value, init_opt_state
+from trpojax.core.linalg import CGInfo, conjugate_gradient, make_gauss_newton_fvp
+from trpojax.core.returns import gae_advantages, normalize_advantages
+from trpojax.core.tree import all_finite
+from trpojax.envs import EnvSpec, init_running_stats, normalize_obs, reset_envs, rollout, update_running_stats
 from trpojax.networks import ValueNetwork, make_policy
-from trpojax.returns import gae_advantages, normalize_advantages
-from trpojax.rollout import reset_envs, rollout
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner, TrainState
     from trpojax.config import Config as RunConfig
 
 PolicyApply = Callable[[Any, jax.Array], Any]
@@ -68,12 +62,11 @@ class Batch(NamedTuple):
     returns: jax.Array
 
 
-_ADAM = optax.scale_by_adam()
-
-
-def init(policy_params: Any, value_params: Any) -> ActorCriticState:
-    """Fresh state around initial network parameters."""
-    return ActorCriticState(policy_params, value_params, _ADAM.init(value_params))
+def init(policy_params: Any, value_params: Any, config: Any = None) -> ActorCriticState:
+    """Fresh state around initial network parameters (``config`` is not needed: TRPO's and NPG's state has
+    the same layout whatever their hyperparameters)."""
+    del config
+    return ActorCriticState(policy_params, value_params, init_opt_state(value_params))
 
 
 class NaturalDirection(NamedTuple):
@@ -129,8 +122,8 @@ def natural_direction(
         lambda p: policy_apply(p, batch.obs), lambda dist: jnp.mean(old_dist.kl(dist)), policy_params, damping
     )
     direction, cg_info = conjugate_gradient(fvp, grad, max_iters=cg_iters, tol=cg_tol)
-    curvature = tree_vdot(direction, fvp(direction))
-    valid = jnp.isfinite(curvature) & (curvature > 0) & tree_all_finite(grad) & tree_all_finite(direction)
+    curvature = optax.tree.vdot(direction, fvp(direction))
+    valid = jnp.isfinite(curvature) & (curvature > 0) & all_finite(grad) & all_finite(direction)
     return NaturalDirection(
         surrogate=surrogate,
         grad=grad,
@@ -143,69 +136,22 @@ def natural_direction(
     )
 
 
-def value_update(
-    value_params: Any,
-    opt_state: Any,
-    obs: jax.Array,
-    returns: jax.Array,
-    key: jax.Array,
-    *,
-    learning_rate: float | jax.Array,
-    epochs: int,
-    minibatches: int,
-    value_apply: ValueApply,
-) -> tuple[Any, Any, jax.Array]:
-    """Fit V to ``returns [N]`` by Adam on mean squared error, ``epochs`` shuffled passes of ``minibatches``.
-
-    A remainder of N not divisible by ``minibatches`` is left out of that epoch (a fresh shuffle each epoch).
-
-    Returns:
-        ``(value_params, opt_state, value_loss)``; value_loss is the mean minibatch loss over all steps
-        (the loss on the whole batch when ``epochs`` is 0).
-    """
-    n = returns.shape[0]
-    size = n // minibatches
-
-    def loss_fn(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-        return jnp.mean((value_apply(params, x) - y) ** 2)
-
-    def minibatch_step(carry: tuple, idx: jax.Array) -> tuple[tuple, jax.Array]:
-        params, opt = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, obs[idx], returns[idx])
-        updates, opt = _ADAM.update(grads, opt)
-        params = tree_axpy(-learning_rate, updates, params)
-        return (params, opt), loss
-
-    def epoch(carry: tuple, epoch_key: jax.Array) -> tuple[tuple, jax.Array]:
-        perm = jax.random.permutation(epoch_key, n)[: size * minibatches].reshape(minibatches, size)
-        return jax.lax.scan(minibatch_step, carry, perm)
-
-    if epochs == 0:
-        return value_params, opt_state, loss_fn(value_params, obs, returns)
-    (value_params, opt_state), losses = jax.lax.scan(
-        epoch, (value_params, opt_state), jax.random.split(key, epochs)
-    )
-    return value_params, opt_state, jnp.mean(losses)
-
-
 def update_with_critic(
     policy_update: Callable[[Any, Batch, Any, PolicyApply], tuple[Any, dict[str, jax.Array]]],
     state: ActorCriticState,
     batch: Batch,
     key: jax.Array,
     config: Any,
-    *,
-    policy_apply: PolicyApply,
-    value_apply: ValueApply,
+    nets: Networks,
 ) -> tuple[ActorCriticState, dict[str, jax.Array]]:
-    """``policy_update(theta, batch, config, policy_apply)`` then the critic fit of :func:`value_update`.
+    """``policy_update(theta, batch, config, policy_apply)`` then the critic fit of :func:`fit_critic`.
 
     ``config`` must carry ``critic_lr``, ``critic_epochs`` and ``critic_minibatches``. The metrics are the
     policy step's plus ``value_loss``.
     """
-    policy_params, metrics = policy_update(state.policy_params, batch, config, policy_apply)
+    policy_params, metrics = policy_update(state.policy_params, batch, config, nets.policy_apply)
     value_params, opt_state, value_loss = fit_critic(
-        state.value_params, state.value_opt_state, batch, key, config, value_apply
+        state.value_params, state.value_opt_state, batch, key, config, nets.value_apply
     )
     return ActorCriticState(policy_params, value_params, opt_state), {**metrics, "value_loss": value_loss}
 
@@ -213,9 +159,11 @@ def update_with_critic(
 def fit_critic(
     value_params: Any, opt_state: Any, batch: Batch, key: jax.Array, config: Any, value_apply: ValueApply
 ) -> tuple[Any, Any, jax.Array]:
-    """:func:`value_update` on ``batch``'s returns with ``config``'s ``critic_lr``, ``critic_epochs`` and
-    ``critic_minibatches``; returns ``(value_params, opt_state, value_loss)``."""
-    return value_update(
+    """:func:`trpojax.algos.critic.fit_value` on ``batch``'s returns with ``config``'s ``critic_lr``,
+    ``critic_epochs`` and ``critic_minibatches``; returns ``(value_params, opt_state, value_loss)``,
+    value_loss the mean minibatch loss over all steps (the loss on the whole batch when ``critic_epochs``
+    is 0)."""
+    value_params, opt_state, losses = fit_value(
         value_params,
         opt_state,
         batch.obs,
@@ -226,6 +174,7 @@ def fit_critic(
         minibatches=config.critic_minibatches,
         value_apply=value_apply,
     )
+    return value_params, opt_state, jnp.mean(losses)
 
 
 class Collected(NamedTuple):
@@ -279,8 +228,6 @@ class SplitStep(NamedTuple):
         collected: Collected, policy_out: tuple, critic_out: tuple
     ) -> tuple[TrainState, dict[str, jax.Array]]:
         """The next train state and this update's metrics from the stages' outputs (no computation)."""
-        from trpojax.algos import TrainState
-
         policy_params, policy_metrics = policy_out
         value_params, opt_state, critic_metrics = critic_out
         episodes = collected.runner.episodes
@@ -321,8 +268,6 @@ def make_learner(
     Returns:
         A :class:`~trpojax.algos.Learner` whose ``step`` is ``split.step`` (:class:`SplitStep`).
     """
-    from trpojax.algos import Learner, TrainState
-
     policy = make_policy(config.network, spec)
     value = ValueNetwork(config.network.value_hidden, config.network.activation)
     num_envs, num_steps, normalize = config.num_envs, config.num_steps, config.normalize_obs

@@ -1,10 +1,14 @@
-"""Shared pieces of the episodic policy-gradient learners (REINFORCE / GPOMDP, N-PG-IGT, (N-)HARPG).
+"""What the episodic policy-gradient learners share (REINFORCE / GPOMDP, N-PG-IGT, (N-)HARPG): one learner
+factory, the recursive-momentum state, and batch means of the per-trajectory estimators.
 
 These learners sample n fresh trajectories of horizon H = ``num_steps`` per estimate with
-:func:`trpojax.rollout.episodic_rollout` (n = ``num_envs`` for the gradient batch), average the
-per-trajectory estimators of :mod:`trpojax.estimators` over them, and count all n * H simulated steps as
-environment steps, including the masked steps after an episode's end. Observation normalisation is not
+:func:`trpojax.envs.episodic_rollout` (n = ``num_envs`` for the gradient batch), average the
+per-trajectory estimators of :mod:`trpojax.core.estimators` over them, and count all n * H simulated steps
+as environment steps, including the masked steps after an episode's end. Observation normalisation is not
 offered: the estimators assume one fixed policy function theta -> pi_theta between updates.
+
+An algorithm plugs into :func:`make_learner` with its ``init``, its ``update`` and a ``sample`` function
+that draws its batch (where it samples, and how many batches, is what distinguishes the three methods).
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from trpojax.envs import EnvSpec, init_running_stats
-from trpojax.estimators import (
-    LogProbFn,
-    hessian_vector_product,
-    policy_gradient,
-)
-from trpojax.rollout import EpisodeBatch
+from trpojax.algos.base import Learner, Networks, TrainState
+from trpojax.core.estimators import LogProbFn, hessian_vector_product, policy_gradient
+from trpojax.envs import EnvSpec, EpisodeBatch, episodic_rollout, init_running_stats
+from trpojax.networks import ValueNetwork, make_policy
 
 if TYPE_CHECKING:
-    from trpojax.algos import TrainState
+    from trpojax.config import Config as RunConfig
 
-EPISODIC_ALGOS = ("reinforce", "pg_igt", "harpg")
+# (params, key, num_trajectories = num_envs) -> EpisodeBatch [num_trajectories, H, ...] sampled at params.
+DrawFn = Callable[[Any, jax.Array, int], EpisodeBatch]
+# (agent, key, section, draw, discount) -> (batch, key for the next update).
+SampleFn = Callable[[Any, jax.Array, Any, DrawFn, jax.Array], tuple[Any, jax.Array]]
 
 
 class RecursiveState(NamedTuple):
@@ -45,8 +49,9 @@ class RecursiveState(NamedTuple):
     step: jax.Array
 
 
-def init_recursive(policy_params: Any) -> RecursiveState:
-    """State at t = 0: theta_{-1} = theta_0, d_{-1} = 0."""
+def init_recursive(policy_params: Any, value_params: Any = None, config: Any = None) -> RecursiveState:
+    """State at t = 0: theta_{-1} = theta_0, d_{-1} = 0 (no critic; ``value_params`` and ``config`` unused)."""
+    del value_params, config
     zeros = jax.tree.map(jnp.zeros_like, policy_params)
     return RecursiveState(policy_params, policy_params, zeros, jnp.zeros((), jnp.int32))
 
@@ -84,14 +89,67 @@ def episode_metrics(batch: EpisodeBatch) -> dict[str, jax.Array]:
     }
 
 
-def initial_train_state(agent: Any, spec: EnvSpec, key: jax.Array) -> TrainState:
-    """A :class:`~trpojax.algos.TrainState` around ``agent`` for an episodic learner (no runner)."""
-    from trpojax.algos import TrainState
+# The update's key is derived from the train state's key without consuming it, so the sampling streams
+# (and so the runs) are those of the methods' own key splits.
+_UPDATE_KEY_SALT = 0x7D
 
-    return TrainState(
-        agent=agent,
-        obs_stats=init_running_stats(spec.obs_dim),
-        runner=None,
-        key=key,
-        update=jnp.zeros((), jnp.int32),
-    )
+
+def make_learner(
+    config: RunConfig,
+    spec: EnvSpec,
+    *,
+    section: str,
+    init: Callable[[Any, Any, Any], Any],
+    update: Callable[..., tuple[Any, dict[str, jax.Array]]],
+    sample: SampleFn,
+    extra_trajectories: int = 0,
+    critic: bool = False,
+) -> Learner:
+    """Bind an episodic method to an environment.
+
+    Each ``step``: ``sample(agent, key, section, draw, gamma) -> (batch, next_key)`` draws the method's
+    batch (``batch.episodes`` the gradient trajectories, reported as the episode metrics) with
+    ``draw(params, key, n)``, n (default ``num_envs``) trajectories of horizon H = ``num_steps`` at ``params``; then
+    ``update(agent, batch, key, section, nets=...)``.
+
+    Args:
+        config: the run config (a static view: its float fields are read from the traced run config).
+        spec: the environment.
+        section: the algorithm's config section name.
+        init: ``(policy_params, value_params, section) -> agent``.
+        update: the algorithm's pure update (the uniform signature of :mod:`trpojax.algos.base`).
+        sample: see above.
+        extra_trajectories: trajectories per update beyond ``num_envs`` (counted as env steps).
+        critic: build a value network (REINFORCE's baseline); its parameters go to ``init``.
+    """
+    policy = make_policy(config.network, spec)
+    value = ValueNetwork(config.network.value_hidden, config.network.activation) if critic else None
+    nets = Networks(policy.apply, value.apply if value is not None else None)
+    horizon = config.num_steps
+
+    def draw(params: Any, key: jax.Array, num_trajectories: int = config.num_envs) -> EpisodeBatch:
+        return episodic_rollout(spec, policy.apply, params, key, num_trajectories, horizon)
+
+    def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
+        if critic:
+            policy_key, value_key, key = jax.random.split(key, 3)
+        else:
+            policy_key, key = jax.random.split(key)
+        dummy = jnp.zeros((spec.obs_dim,), jnp.float32)
+        value_params = value.init(value_key, dummy) if critic else None
+        agent = init(policy.init(policy_key, dummy), value_params, getattr(run_config, section))
+        return TrainState(
+            agent=agent, obs_stats=init_running_stats(spec.obs_dim), runner=None, key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+        hyper = getattr(run_config, section)
+        batch, key = sample(state.agent, state.key, hyper, draw, run_config.gamma)
+        update_key = jax.random.fold_in(state.key, _UPDATE_KEY_SALT)
+        agent, metrics = update(state.agent, batch, update_key, hyper, nets=nets)
+        new_state = state._replace(agent=agent, key=key, update=state.update + 1)
+        return new_state, {**episode_metrics(batch.episodes), **metrics}
+
+    steps = (config.num_envs + extra_trajectories) * horizon
+    return Learner(init=init_state, step=step, env_steps_per_update=steps, policy=policy)

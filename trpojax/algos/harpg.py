@@ -22,30 +22,28 @@ accepted updates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
+from trpojax.algos import episodic
+from trpojax.algos.base import AlgorithmSpec, Learner, Networks
 from trpojax.algos.episodic import (
+    DrawFn,
     RecursiveState,
-    episode_metrics,
     init_recursive,
-    initial_train_state,
     make_log_prob_fn,
     mean_hessian_vector_product,
     mean_policy_gradient,
 )
-from trpojax.envs import EnvSpec
-from trpojax.estimators import LogProbFn
-from trpojax.hparams import config_dataclass, hp
-from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm, tree_scale
-from trpojax.networks import make_policy
-from trpojax.rollout import EpisodeBatch, episodic_rollout
-from trpojax.schedules import SCHEDULES, schedule_value
+from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.schedules import SCHEDULES, schedule_value
+from trpojax.core.tree import all_finite, keep_if_valid, norm
+from trpojax.envs import EnvSpec, EpisodeBatch
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner, TrainState
     from trpojax.config import Config as RunConfig
 
 
@@ -69,6 +67,22 @@ HARPGState = RecursiveState  # (N-)HARPG's agent state: (theta_t, theta_{t-1}, d
 init = init_recursive  # theta_{-1} = theta_0, d_{-1} = 0
 
 
+class Batch(NamedTuple):
+    """(N-)HARPG's batch.
+
+    Attributes:
+        episodes: [n, H, ...] trajectories tau_t sampled at theta_t.
+        hvp_episodes: [m, H, ...] trajectories tau^_t sampled at :func:`interpolated_params` ``(state, q)``.
+        q: [] the interpolation weight q_t in [0, 1].
+        discount: [] gamma of J_H.
+    """
+
+    episodes: EpisodeBatch
+    hvp_episodes: EpisodeBatch
+    q: jax.Array
+    discount: jax.Array
+
+
 def step_schedule(config: Config) -> str:
     """The step-size schedule's name, with ``paper`` resolved (harmonic for N-HARPG, sqrt for HARPG)."""
     if config.step_schedule != "paper":
@@ -79,66 +93,82 @@ def step_schedule(config: Config) -> str:
 def interpolated_params(state: HARPGState, q: jax.Array) -> Any:
     """theta^_t = q theta_t + (1 - q) theta_{t-1} = theta_{t-1} + q (theta_t - theta_{t-1})."""
     delta = jax.tree.map(jnp.subtract, state.policy_params, state.prev_params)
-    return tree_axpy(q, delta, state.prev_params)
+    return optax.tree.add_scale(state.prev_params, q, delta)
 
 
 def update(
     state: HARPGState,
-    batch: EpisodeBatch,
-    hvp_batch: EpisodeBatch,
-    q: jax.Array,
+    batch: Batch,
+    key: jax.Array,
     config: Config,
     *,
-    log_prob_fn: LogProbFn,
-    discount: float | jax.Array,
+    nets: Networks,
 ) -> tuple[HARPGState, dict[str, jax.Array]]:
     """One (N-)HARPG step.
 
     Args:
         state: (theta_t, theta_{t-1}, d_{t-1}, t).
-        batch: [n, H, ...] trajectories tau_t sampled at theta_t.
-        hvp_batch: [m, H, ...] trajectories tau^_t sampled at :func:`interpolated_params` ``(state, q)``.
-        q: [] the interpolation weight q_t in [0, 1].
+        batch: tau_t at theta_t, tau^_t at theta^_t, q_t and the discount (:class:`Batch`).
+        key: unused (q_t is drawn with the batch, which is sampled where it points).
         config: hyperparameters (float fields may be traced).
-        log_prob_fn: ``(params, obs_t, action_t) -> []`` log pi_theta(a_t | s_t).
-        discount: [] gamma of J_H.
+        nets: ``policy_apply``.
 
     Returns:
         ``(new_state, metrics)``: ``grad_norm`` ||g_hat||, ``hvp_norm`` ||v_t||, ``direction_norm``
         ||d_t||, ``step_norm`` ||theta_{t+1} - theta_t||, ``step_size`` gamma_t, ``momentum`` eta_t,
         ``rejected_updates``.
     """
+    del key
+    log_prob_fn = make_log_prob_fn(nets.policy_apply)
+    discount = batch.discount
     eta = schedule_value(config.momentum_schedule, config.eta0, state.step)
     gamma_t = schedule_value(step_schedule(config), config.gamma0, state.step)
-    grad = mean_policy_gradient(log_prob_fn, state.policy_params, batch, discount)
+    grad = mean_policy_gradient(log_prob_fn, state.policy_params, batch.episodes, discount)
     delta = jax.tree.map(jnp.subtract, state.policy_params, state.prev_params)
-    hvp = mean_hessian_vector_product(log_prob_fn, interpolated_params(state, q), hvp_batch, discount, delta)
-    momentum = tree_axpy(eta, grad, tree_scale(1.0 - eta, jax.tree.map(jnp.add, state.direction, hvp)))
+    hvp = mean_hessian_vector_product(
+        log_prob_fn, interpolated_params(state, batch.q), batch.hvp_episodes, discount, delta
+    )
+    momentum = optax.tree.add_scale(optax.tree.scale(1.0 - eta, jax.tree.map(jnp.add, state.direction, hvp)), eta, grad)
     direction = jax.tree.map(lambda g, m: jnp.where(state.step == 0, g, m), grad, momentum)
-    norm = tree_norm(direction)
-    valid = tree_all_finite(grad) & tree_all_finite(hvp) & jnp.isfinite(norm)
+    size = norm(direction)
+    valid = all_finite(grad) & all_finite(hvp) & jnp.isfinite(size)
     if config.normalized:
-        valid = valid & (norm > 0)
-        step = gamma_t / jnp.where(valid, norm, 1.0)
+        valid = valid & (size > 0)
+        step = gamma_t / jnp.where(valid, size, 1.0)
     else:
         step = gamma_t
     proposal = HARPGState(
-        policy_params=tree_axpy(step, direction, state.policy_params),
+        policy_params=optax.tree.add_scale(state.policy_params, step, direction),
         prev_params=state.policy_params,
         direction=direction,
         step=state.step + 1,
     )
-    new_state = jax.tree.map(lambda n, o: jnp.where(valid, n, o), proposal, state)
     metrics = {
-        "grad_norm": tree_norm(grad),
-        "hvp_norm": tree_norm(hvp),
-        "direction_norm": norm,
-        "step_norm": jnp.where(valid, step * norm, 0.0),
+        "grad_norm": norm(grad),
+        "hvp_norm": norm(hvp),
+        "direction_norm": size,
+        "step_norm": jnp.where(valid, step * size, 0.0),
         "step_size": gamma_t,
         "momentum": eta,
         "rejected_updates": (~valid).astype(jnp.float32),
     }
-    return new_state, metrics
+    return keep_if_valid(valid, proposal, state), metrics
+
+
+def sample(
+    agent: HARPGState, key: jax.Array, config: Config, draw: DrawFn, discount: jax.Array
+) -> tuple[Batch, jax.Array]:
+    """q_t ~ U(0, 1), n = ``num_envs`` trajectories at theta_t and m = ``hvp_trajectories`` at theta^_t."""
+    key, q_key, rollout_key, hvp_key = jax.random.split(key, 4)
+    q = jax.random.uniform(q_key)
+    batch = draw(agent.policy_params, rollout_key)
+    hvp_batch = draw(interpolated_params(agent, q), hvp_key, config.hvp_trajectories)
+    return Batch(batch, hvp_batch, q, discount), key
+
+
+def hvp_trajectories(config: Config) -> int:
+    """m, the trajectories an update samples beyond ``num_envs``."""
+    return config.hvp_trajectories
 
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
@@ -147,31 +177,13 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     Each update samples n = ``num_envs`` trajectories at theta_t and m = ``harpg.hvp_trajectories`` at
     theta^_t, all of horizon H = ``num_steps``.
     """
-    from trpojax.algos import Learner
-
-    policy = make_policy(config.network, spec)
-    log_prob_fn = make_log_prob_fn(policy.apply)
-    num_trajectories, num_hvp, horizon = config.num_envs, config.harpg.hvp_trajectories, config.num_steps
-
-    def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
-        del run_config
-        policy_key, key = jax.random.split(key)
-        agent = init(policy.init(policy_key, jnp.zeros((spec.obs_dim,), jnp.float32)))
-        return initial_train_state(agent, spec, key)
-
-    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, q_key, rollout_key, hvp_key = jax.random.split(state.key, 4)
-        agent = state.agent
-        q = jax.random.uniform(q_key)
-        theta, theta_hat = agent.policy_params, interpolated_params(agent, q)
-        batch = episodic_rollout(spec, policy.apply, theta, rollout_key, num_trajectories, horizon)
-        hvp_batch = episodic_rollout(spec, policy.apply, theta_hat, hvp_key, num_hvp, horizon)
-        agent, metrics = update(
-            agent, batch, hvp_batch, q, run_config.harpg, log_prob_fn=log_prob_fn, discount=run_config.gamma
-        )
-        new_state = state._replace(agent=agent, key=key, update=state.update + 1)
-        return new_state, {**episode_metrics(batch), **metrics}
-
-    return Learner(
-        init=init_state, step=step, env_steps_per_update=(num_trajectories + num_hvp) * horizon, policy=policy
+    return episodic.make_learner(
+        config, spec, section="harpg", init=init, update=update, sample=sample,
+        extra_trajectories=config.harpg.hvp_trajectories,
     )
+
+
+SPEC = AlgorithmSpec(
+    "harpg", Config, make_learner, "HARPG / N-HARPG hyperparameters (Fatkhullin et al. 2023)", episodic=True,
+    extra_trajectories=hvp_trajectories,
+)

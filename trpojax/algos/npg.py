@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from trpojax.algos import actor_critic
 from trpojax.algos.actor_critic import ActorCriticState, Batch, natural_direction
+from trpojax.algos.base import AlgorithmSpec, Learner, Networks
+from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.tree import keep_if_valid, norm
 from trpojax.envs import EnvSpec
-from trpojax.hparams import config_dataclass, hp
-from trpojax.linalg import tree_axpy, tree_norm
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner
     from trpojax.config import Config as RunConfig
 
 
@@ -48,9 +49,9 @@ class Config:
     critic_minibatches: int = hp(4, "minibatches per critic epoch", ge=1)
 
 
-def init(policy_params: Any, value_params: Any) -> ActorCriticState:
+def init(policy_params: Any, value_params: Any, config: Config | None = None) -> ActorCriticState:
     """Fresh NPG state around initial networks (policy, value, critic Adam moments; as TRPO)."""
-    return actor_critic.init(policy_params, value_params)
+    return actor_critic.init(policy_params, value_params, config)
 
 
 def policy_update(
@@ -75,13 +76,11 @@ def policy_update(
     else:
         alpha = jnp.asarray(config.learning_rate, shs.dtype)
     alpha = jnp.where(valid, alpha, 0.0)
-    new_params = jax.tree.map(
-        lambda new, old: jnp.where(valid, new, old), tree_axpy(alpha, direction, policy_params), policy_params
-    )
+    new_params = keep_if_valid(valid, optax.tree.add_scale(policy_params, alpha, direction), policy_params)
     metrics = {
-        "grad_norm": tree_norm(grad),
-        "direction_norm": tree_norm(direction),
-        "step_norm": alpha * tree_norm(direction),
+        "grad_norm": norm(grad),
+        "direction_norm": norm(direction),
+        "step_norm": alpha * norm(direction),
         "kl_quadratic": jnp.where(valid, 0.5 * alpha**2 * shs, 0.0),
         "cg_iters": cg_info.num_iters.astype(jnp.float32),
         "cg_residual": cg_info.residual_norm,
@@ -97,8 +96,7 @@ def update(
     key: jax.Array,
     config: Config,
     *,
-    policy_apply: Callable[[Any, jax.Array], Any],
-    value_apply: Callable[[Any, jax.Array], jax.Array],
+    nets: Networks,
 ) -> tuple[ActorCriticState, dict[str, jax.Array]]:
     """One NPG update on a flattened batch: natural-gradient policy step and critic fit.
 
@@ -107,17 +105,18 @@ def update(
         batch: N samples with advantages and value targets.
         key: PRNG key for critic minibatch shuffling.
         config: NPG hyperparameters (float fields may be traced, for sweeps).
-        policy_apply: (params, obs [N, obs_dim]) -> distribution with batch shape [N].
-        value_apply: (params, obs [N, obs_dim]) -> values [N].
+        nets: ``policy_apply`` (params, obs [N, obs_dim]) -> distribution with batch shape [N], and
+            ``value_apply`` (params, obs [N, obs_dim]) -> values [N].
 
     Returns:
         ``(new_state, metrics)`` (see :func:`policy_update`, plus ``value_loss``).
     """
-    return actor_critic.update_with_critic(
-        policy_update, state, batch, key, config, policy_apply=policy_apply, value_apply=value_apply
-    )
+    return actor_critic.update_with_critic(policy_update, state, batch, key, config, nets)
 
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind NPG to an environment: continuing rollouts of ``num_envs x num_steps``, GAE, :func:`update`."""
     return actor_critic.make_learner(config, spec, policy_update, "npg")
+
+
+SPEC = AlgorithmSpec("npg", Config, make_learner, "natural policy gradient hyperparameters (Kakade 2001)")

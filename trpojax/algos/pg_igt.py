@@ -17,29 +17,21 @@ counts accepted updates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from trpojax.algos.episodic import (
-    RecursiveState,
-    episode_metrics,
-    init_recursive,
-    initial_train_state,
-    make_log_prob_fn,
-    mean_policy_gradient,
-)
-from trpojax.envs import EnvSpec
-from trpojax.estimators import LogProbFn
-from trpojax.hparams import config_dataclass, hp
-from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm, tree_scale
-from trpojax.networks import make_policy
-from trpojax.rollout import EpisodeBatch, episodic_rollout
-from trpojax.schedules import SCHEDULES, schedule_value
+from trpojax.algos import episodic
+from trpojax.algos.base import AlgorithmSpec, Learner, Networks
+from trpojax.algos.episodic import DrawFn, RecursiveState, init_recursive, make_log_prob_fn, mean_policy_gradient
+from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.schedules import SCHEDULES, schedule_value
+from trpojax.core.tree import all_finite, keep_if_valid, norm
+from trpojax.envs import EnvSpec, EpisodeBatch
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner, TrainState
     from trpojax.config import Config as RunConfig
 
 
@@ -58,6 +50,18 @@ IGTState = RecursiveState  # N-PG-IGT's agent state: (theta_t, theta_{t-1}, d_{t
 init = init_recursive  # theta_{-1} = theta_0, d_{-1} = 0
 
 
+class Batch(NamedTuple):
+    """N-PG-IGT's batch.
+
+    Attributes:
+        episodes: [n, H, ...] trajectories tau_t sampled at :func:`lookahead_params`.
+        discount: [] gamma of J_H.
+    """
+
+    episodes: EpisodeBatch
+    discount: jax.Array
+
+
 def momentum_weight(state: IGTState, config: Config) -> jax.Array:
     """[] eta_t = eta_0 * momentum_schedule(t)."""
     return schedule_value(config.momentum_schedule, config.eta0, state.step)
@@ -67,79 +71,70 @@ def lookahead_params(state: IGTState, config: Config) -> Any:
     """theta~_t = theta_t + ((1 - eta_t) / eta_t) (theta_t - theta_{t-1}), where tau_t is sampled."""
     eta = momentum_weight(state, config)
     delta = jax.tree.map(jnp.subtract, state.policy_params, state.prev_params)
-    return tree_axpy((1.0 - eta) / eta, delta, state.policy_params)
+    return optax.tree.add_scale(state.policy_params, (1.0 - eta) / eta, delta)
 
 
 def update(
     state: IGTState,
-    batch: EpisodeBatch,
+    batch: Batch,
+    key: jax.Array,
     config: Config,
     *,
-    log_prob_fn: LogProbFn,
-    discount: float | jax.Array,
+    nets: Networks,
 ) -> tuple[IGTState, dict[str, jax.Array]]:
     """One N-PG-IGT step on n trajectories sampled at :func:`lookahead_params`.
 
     Args:
         state: (theta_t, theta_{t-1}, d_{t-1}, t).
-        batch: [n, H, ...] trajectories tau_t from :func:`trpojax.rollout.episodic_rollout` at theta~_t.
+        batch: the trajectories tau_t at theta~_t and the discount.
+        key: unused (the step is deterministic given the batch).
         config: hyperparameters (float fields may be traced).
-        log_prob_fn: ``(params, obs_t, action_t) -> []`` log pi_theta(a_t | s_t).
-        discount: [] gamma of J_H.
+        nets: ``policy_apply``.
 
     Returns:
         ``(new_state, metrics)``: ``grad_norm`` ||g_hat||, ``direction_norm`` ||d_t||, ``step_norm``,
         ``step_size`` gamma_t, ``momentum`` eta_t, ``rejected_updates``.
     """
+    del key
+    log_prob_fn = make_log_prob_fn(nets.policy_apply)
     eta = momentum_weight(state, config)
     gamma_t = schedule_value(config.step_schedule, config.gamma0, state.step)
-    grad = mean_policy_gradient(log_prob_fn, lookahead_params(state, config), batch, discount)
-    momentum = tree_axpy(eta, grad, tree_scale(1.0 - eta, state.direction))
+    grad = mean_policy_gradient(log_prob_fn, lookahead_params(state, config), batch.episodes, batch.discount)
+    momentum = optax.tree.add_scale(optax.tree.scale(1.0 - eta, state.direction), eta, grad)
     direction = jax.tree.map(lambda g, m: jnp.where(state.step == 0, g, m), grad, momentum)
-    norm = tree_norm(direction)
-    valid = tree_all_finite(grad) & jnp.isfinite(norm) & (norm > 0)
-    step = gamma_t / jnp.where(valid, norm, 1.0)
+    size = norm(direction)
+    valid = all_finite(grad) & jnp.isfinite(size) & (size > 0)
+    step = gamma_t / jnp.where(valid, size, 1.0)
     proposal = IGTState(
-        policy_params=tree_axpy(step, direction, state.policy_params),
+        policy_params=optax.tree.add_scale(state.policy_params, step, direction),
         prev_params=state.policy_params,
         direction=direction,
         step=state.step + 1,
     )
-    new_state = jax.tree.map(lambda n, o: jnp.where(valid, n, o), proposal, state)
     metrics = {
-        "grad_norm": tree_norm(grad),
-        "direction_norm": norm,
+        "grad_norm": norm(grad),
+        "direction_norm": size,
         "step_norm": jnp.where(valid, gamma_t, 0.0),
         "step_size": gamma_t,
         "momentum": eta,
         "rejected_updates": (~valid).astype(jnp.float32),
     }
-    return new_state, metrics
+    return keep_if_valid(valid, proposal, state), metrics
+
+
+def sample(
+    agent: IGTState, key: jax.Array, config: Config, draw: DrawFn, discount: jax.Array
+) -> tuple[Batch, jax.Array]:
+    """n = ``num_envs`` trajectories at the look-ahead point theta~_t."""
+    key, rollout_key = jax.random.split(key)
+    return Batch(draw(lookahead_params(agent, config), rollout_key), discount), key
 
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind N-PG-IGT to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
-    from trpojax.algos import Learner
+    return episodic.make_learner(config, spec, section="pg_igt", init=init, update=update, sample=sample)
 
-    policy = make_policy(config.network, spec)
-    log_prob_fn = make_log_prob_fn(policy.apply)
-    num_trajectories, horizon = config.num_envs, config.num_steps
 
-    def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
-        del run_config
-        policy_key, key = jax.random.split(key)
-        agent = init(policy.init(policy_key, jnp.zeros((spec.obs_dim,), jnp.float32)))
-        return initial_train_state(agent, spec, key)
-
-    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, rollout_key = jax.random.split(state.key)
-        section = run_config.pg_igt
-        sample_at = lookahead_params(state.agent, section)
-        batch = episodic_rollout(spec, policy.apply, sample_at, rollout_key, num_trajectories, horizon)
-        agent, metrics = update(
-            state.agent, batch, section, log_prob_fn=log_prob_fn, discount=run_config.gamma
-        )
-        new_state = state._replace(agent=agent, key=key, update=state.update + 1)
-        return new_state, {**episode_metrics(batch), **metrics}
-
-    return Learner(init=init_state, step=step, env_steps_per_update=num_trajectories * horizon, policy=policy)
+SPEC = AlgorithmSpec(
+    "pg_igt", Config, make_learner, "N-PG-IGT hyperparameters (Fatkhullin et al. 2023)", episodic=True
+)

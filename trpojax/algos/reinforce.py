@@ -14,28 +14,22 @@ theta and the optimiser state unchanged and counts as a rejected update.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from trpojax.algos.episodic import (
-    episode_metrics,
-    initial_train_state,
-    make_log_prob_fn,
-    mean_policy_gradient,
-)
-from trpojax.envs import EnvSpec
-from trpojax.estimators import LogProbFn, policy_gradient_with_baseline, reward_to_go
-from trpojax.hparams import config_dataclass, hp
-from trpojax.linalg import tree_all_finite, tree_axpy, tree_norm
-from trpojax.networks import ValueNetwork, make_policy
-from trpojax.rollout import EpisodeBatch, episodic_rollout
+from trpojax.algos import episodic
+from trpojax.algos.base import AlgorithmSpec, Learner, Networks
+from trpojax.algos.critic import fit_value, init_opt_state
+from trpojax.algos.episodic import DrawFn, make_log_prob_fn, mean_policy_gradient
+from trpojax.core.estimators import policy_gradient_with_baseline, reward_to_go
+from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.tree import all_finite, keep_if_valid, norm
+from trpojax.envs import EnvSpec, EpisodeBatch
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner, TrainState
     from trpojax.config import Config as RunConfig
 
 
@@ -67,6 +61,18 @@ class ReinforceState(NamedTuple):
     value_opt_state: Any
 
 
+class Batch(NamedTuple):
+    """REINFORCE's batch.
+
+    Attributes:
+        episodes: [n, H, ...] trajectories sampled at theta_t (:func:`trpojax.envs.episodic_rollout`).
+        discount: [] gamma of J_H.
+    """
+
+    episodes: EpisodeBatch
+    discount: jax.Array
+
+
 _ADAM = optax.scale_by_adam()
 
 
@@ -75,121 +81,89 @@ def init(policy_params: Any, value_params: Any, config: Config) -> ReinforceStat
     policy_opt = _ADAM.init(policy_params) if config.optimizer == "adam" else None
     if not config.baseline:
         return ReinforceState(policy_params, policy_opt, None, None)
-    return ReinforceState(policy_params, policy_opt, value_params, _ADAM.init(value_params))
-
-
-def fit_baseline(
-    value_params: Any,
-    opt_state: Any,
-    batch: EpisodeBatch,
-    targets: jax.Array,
-    *,
-    learning_rate: float | jax.Array,
-    steps: int,
-    value_apply: Callable[[Any, jax.Array], jax.Array],
-) -> tuple[Any, Any, jax.Array]:
-    """``steps`` full-batch Adam steps on the masked loss sum mask (V(s_t) - G_t)^2 / sum mask.
-
-    Returns:
-        ``(value_params, opt_state, loss)``, loss before the first step.
-    """
-
-    def loss_fn(params: Any) -> jax.Array:
-        errors = (value_apply(params, batch.obs) - targets) ** 2
-        return jnp.sum(batch.mask * errors) / jnp.maximum(jnp.sum(batch.mask), 1.0)
-
-    def adam_step(carry: tuple, _: None) -> tuple[tuple, jax.Array]:
-        params, opt = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt = _ADAM.update(grads, opt)
-        return (tree_axpy(-learning_rate, updates, params), opt), loss
-
-    (value_params, opt_state), losses = jax.lax.scan(adam_step, (value_params, opt_state), None, length=steps)
-    return value_params, opt_state, losses[0]
+    return ReinforceState(policy_params, policy_opt, value_params, init_opt_state(value_params))
 
 
 def update(
     state: ReinforceState,
-    batch: EpisodeBatch,
+    batch: Batch,
+    key: jax.Array,
     config: Config,
     *,
-    log_prob_fn: LogProbFn,
-    value_apply: Callable[[Any, jax.Array], jax.Array],
-    discount: float | jax.Array,
+    nets: Networks,
 ) -> tuple[ReinforceState, dict[str, jax.Array]]:
     """One REINFORCE step on n trajectories sampled at ``state.policy_params``.
 
+    With a baseline, V is fitted after the gradient is taken by ``critic_steps`` full-batch Adam steps on
+    the masked squared error to G_t (:func:`trpojax.algos.critic.fit_value`, minibatches = 1).
+
     Args:
         state: current state.
-        batch: [n, H, ...] trajectories from :func:`trpojax.rollout.episodic_rollout` at theta_t.
+        batch: the trajectories at theta_t and the discount.
+        key: PRNG key of the baseline fit.
         config: hyperparameters (float fields may be traced).
-        log_prob_fn: ``(params, obs_t, action_t) -> []`` log pi_theta(a_t | s_t).
-        value_apply: (params, obs [..., obs_dim]) -> V [...] (used only with a baseline).
-        discount: [] gamma of J_H.
+        nets: ``policy_apply``, and ``value_apply`` (used only with a baseline).
 
     Returns:
         ``(new_state, metrics)``: ``grad_norm`` ||g_hat||, ``direction_norm`` ||u_t||, ``step_norm``
         ||theta_{t+1} - theta_t||, ``rejected_updates`` (1 when g_hat was non-finite), plus ``value_loss``
-        with a baseline.
+        (before the fit) with a baseline.
     """
+    episodes, discount = batch
+    log_prob_fn = make_log_prob_fn(nets.policy_apply)
     params = state.policy_params
     metrics = {}
     value_params, value_opt = state.value_params, state.value_opt_state
     if config.baseline:
-        targets = jax.vmap(reward_to_go, in_axes=(0, 0, None))(batch.reward, batch.mask, discount)
-        baselines = jax.lax.stop_gradient(value_apply(value_params, batch.obs))
+        targets = jax.vmap(reward_to_go, in_axes=(0, 0, None))(episodes.reward, episodes.mask, discount)
+        baselines = jax.lax.stop_gradient(nets.value_apply(value_params, episodes.obs))
         grads = jax.vmap(policy_gradient_with_baseline, in_axes=(None, None, 0, 0, 0, 0, None, 0))(
-            log_prob_fn, params, batch.obs, batch.action, batch.reward, batch.mask, discount, baselines
+            log_prob_fn, params, episodes.obs, episodes.action, episodes.reward, episodes.mask, discount, baselines
         )
         grad = jax.tree.map(lambda x: jnp.mean(x, axis=0), grads)
-        value_params, value_opt, metrics["value_loss"] = fit_baseline(
-            value_params, value_opt, batch, targets,
-            learning_rate=config.critic_lr, steps=config.critic_steps, value_apply=value_apply,
+        flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+        value_params, value_opt, losses = fit_value(
+            value_params, value_opt, flat(episodes.obs), flat(targets), key,
+            learning_rate=config.critic_lr, epochs=config.critic_steps, minibatches=1,
+            value_apply=nets.value_apply, weights=flat(episodes.mask),
         )
+        metrics["value_loss"] = losses[0, 0]
     else:
-        grad = mean_policy_gradient(log_prob_fn, params, batch, discount)
-    valid = tree_all_finite(grad)
+        grad = mean_policy_gradient(log_prob_fn, params, episodes, discount)
+    valid = all_finite(grad)
     safe_grad = jax.tree.map(lambda x: jnp.where(valid, x, 0.0), grad)
     if config.optimizer == "adam":
         direction, new_opt = _ADAM.update(safe_grad, state.policy_opt_state)
-        policy_opt = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_opt, state.policy_opt_state)
+        policy_opt = keep_if_valid(valid, new_opt, state.policy_opt_state)
     else:
         direction, policy_opt = safe_grad, state.policy_opt_state
     step = jnp.where(valid, config.learning_rate, 0.0)
-    new_params = tree_axpy(step, direction, params)
+    new_params = optax.tree.add_scale(params, step, direction)
     metrics.update(
-        grad_norm=tree_norm(grad),
-        direction_norm=tree_norm(direction),
-        step_norm=step * tree_norm(direction),
+        grad_norm=norm(grad),
+        direction_norm=norm(direction),
+        step_norm=step * norm(direction),
         rejected_updates=(~valid).astype(jnp.float32),
     )
     return ReinforceState(new_params, policy_opt, value_params, value_opt), metrics
 
 
+def sample(
+    agent: ReinforceState, key: jax.Array, config: Config, draw: DrawFn, discount: jax.Array
+) -> tuple[Batch, jax.Array]:
+    """n = ``num_envs`` trajectories at theta_t."""
+    del config
+    key, rollout_key = jax.random.split(key)
+    return Batch(draw(agent.policy_params, rollout_key), discount), key
+
+
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind REINFORCE to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
-    from trpojax.algos import Learner
+    return episodic.make_learner(
+        config, spec, section="reinforce", init=init, update=update, sample=sample, critic=True
+    )
 
-    policy = make_policy(config.network, spec)
-    value = ValueNetwork(config.network.value_hidden, config.network.activation)
-    log_prob_fn = make_log_prob_fn(policy.apply)
-    num_trajectories, horizon = config.num_envs, config.num_steps
 
-    def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
-        policy_key, value_key, key = jax.random.split(key, 3)
-        dummy = jnp.zeros((spec.obs_dim,), jnp.float32)
-        agent = init(policy.init(policy_key, dummy), value.init(value_key, dummy), run_config.reinforce)
-        return initial_train_state(agent, spec, key)
-
-    def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, rollout_key = jax.random.split(state.key)
-        theta = state.agent.policy_params
-        batch = episodic_rollout(spec, policy.apply, theta, rollout_key, num_trajectories, horizon)
-        agent, metrics = update(
-            state.agent, batch, run_config.reinforce,
-            log_prob_fn=log_prob_fn, value_apply=value.apply, discount=run_config.gamma,
-        )
-        new_state = state._replace(agent=agent, key=key, update=state.update + 1)
-        return new_state, {**episode_metrics(batch), **metrics}
-
-    return Learner(init=init_state, step=step, env_steps_per_update=num_trajectories * horizon, policy=policy)
+SPEC = AlgorithmSpec(
+    "reinforce", Config, make_learner, "REINFORCE / GPOMDP hyperparameters (Williams 1992)", episodic=True
+)

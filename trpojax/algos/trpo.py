@@ -19,19 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from trpojax.algos import actor_critic
-from trpojax.algos.actor_critic import ActorCriticState, Batch, init, natural_direction, value_update
+from trpojax.algos.actor_critic import ActorCriticState, Batch, init, natural_direction
+from trpojax.algos.base import AlgorithmSpec, Learner, Networks
+from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.tree import keep_if_valid
 from trpojax.envs import EnvSpec
-from trpojax.hparams import config_dataclass, hp
-from trpojax.linalg import tree_axpy, tree_vdot
 
 if TYPE_CHECKING:
-    from trpojax.algos import Learner
     from trpojax.config import Config as RunConfig
 
 TRPOState = ActorCriticState
-__all__ = ["Batch", "Config", "TRPOState", "init", "make_learner", "policy_update", "update", "value_update"]
+__all__ = ["SPEC", "Batch", "Config", "Networks", "TRPOState", "init", "make_learner", "policy_update", "update"]
 
 
 @config_dataclass
@@ -69,7 +70,7 @@ def policy_update(
     full_step_size = jnp.sqrt(2.0 * config.max_kl / jnp.where(nat.valid, nat.curvature, 1.0))
 
     def candidate(fraction: jax.Array) -> Any:
-        return tree_axpy(fraction * full_step_size, nat.direction, policy_params)
+        return optax.tree.add_scale(policy_params, fraction * full_step_size, nat.direction)
 
     def cond(carry: tuple) -> jax.Array:
         trial, accepted, _, _ = carry
@@ -86,10 +87,8 @@ def policy_update(
         cond, body, (jnp.zeros((), jnp.int32), jnp.array(False), surr_old, zero)
     )
     fraction = jnp.where(accepted, config.backtrack_ratio ** (trials - 1).astype(surr_old.dtype), 0.0)
-    new_params = jax.tree.map(
-        lambda new, old: jnp.where(accepted, new, old), candidate(fraction), policy_params
-    )
-    step_norm = fraction * full_step_size * jnp.sqrt(tree_vdot(nat.direction, nat.direction))
+    new_params = keep_if_valid(accepted, candidate(fraction), policy_params)
+    step_norm = fraction * full_step_size * jnp.sqrt(optax.tree.vdot(nat.direction, nat.direction))
     metrics = {
         "surrogate_gain": jnp.where(accepted, surr_new - surr_old, zero),
         "kl": jnp.where(accepted, kl_new, zero),
@@ -110,8 +109,7 @@ def update(
     key: jax.Array,
     config: Config,
     *,
-    policy_apply: Callable[[Any, jax.Array], Any],
-    value_apply: Callable[[Any, jax.Array], jax.Array],
+    nets: Networks,
 ) -> tuple[TRPOState, dict[str, jax.Array]]:
     """One TRPO update on a flattened batch: policy step (see :func:`policy_update`) and critic fit.
 
@@ -120,18 +118,19 @@ def update(
         batch: N samples with advantages (already normalised if desired) and value targets.
         key: PRNG key for critic minibatch shuffling.
         config: TRPO hyperparameters (float fields may be traced, for sweeps).
-        policy_apply: (params, obs [N, obs_dim]) -> distribution with batch shape [N].
-        value_apply: (params, obs [N, obs_dim]) -> values [N].
+        nets: ``policy_apply`` (params, obs [N, obs_dim]) -> distribution with batch shape [N], and
+            ``value_apply`` (params, obs [N, obs_dim]) -> values [N].
 
     Returns:
         ``(new_state, metrics)``, metrics a dict of scalars (see :func:`policy_update`, plus
         ``value_loss``).
     """
-    return actor_critic.update_with_critic(
-        policy_update, state, batch, key, config, policy_apply=policy_apply, value_apply=value_apply
-    )
+    return actor_critic.update_with_critic(policy_update, state, batch, key, config, nets)
 
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind TRPO to an environment: continuing rollouts of ``num_envs x num_steps``, GAE, :func:`update`."""
     return actor_critic.make_learner(config, spec, policy_update, "trpo")
+
+
+SPEC = AlgorithmSpec("trpo", Config, make_learner, "TRPO hyperparameters (Schulman et al. 2015)")

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trpojax import estimators, linalg
-from trpojax.tabular import (
+from trpojax.core import estimators, linalg
+from trpojax.core.tabular import (
     MDP,
     action_values,
     advantages,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trpojax.tabular import MDP, random_mdp
+from trpojax.core.tabular import MDP, random_mdp
 from trpojax.verify.checks import (
     TABULAR_SCORE_BOUND,
     Check,

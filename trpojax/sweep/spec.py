@@ -37,7 +37,7 @@ import yaml
 
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
-from trpojax.hparams import field_types, is_config_class
+from trpojax.core.hparams import field_types, is_config_class
 
 SWEEP_KEYS = ("name", "base", "set", "num_seeds", "grid", "random", "memory_limit_gb")
 NOT_SWEPT = {
@@ -78,9 +78,16 @@ class Sweep:
     resolved: dict[str, Any]
 
 
-def config_fields(cls: type = Config, prefix: str = "") -> tuple[dict[str, tuple[Any, bool]], set[str]]:
-    """Every field path of a config class: ``{path: (type, traced)}`` and the set of section paths."""
+def config_fields(cls: type | None = None, prefix: str = "") -> tuple[dict[str, tuple[Any, bool]], set[str]]:
+    """Every field path of a config class: ``{path: (type, traced)}`` and the set of section paths; with no
+    class, of every algorithm's run config (:data:`trpojax.config.RUN_CONFIGS`) together."""
     fields, sections = {}, set()
+    if cls is None:
+        for run_config in config_lib.RUN_CONFIGS.values():
+            sub_fields, sub_sections = config_fields(run_config)
+            fields.update(sub_fields)
+            sections |= sub_sections
+        return fields, sections
     types = field_types(cls)
     for f in dataclasses.fields(cls):
         path, tp = prefix + f.name, types[f.name]

@@ -16,35 +16,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 PyTree = Any
-
-
-def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """Inner product sum_i <a_i, b_i> over matching pytrees of arrays."""
-    leaves = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
-    return sum(leaves, start=jnp.zeros((), dtype=jnp.result_type(*leaves)))
-
-
-def tree_axpy(alpha: jax.Array, x: PyTree, y: PyTree) -> PyTree:
-    """Return alpha * x + y, leaf by leaf."""
-    return jax.tree.map(lambda a, b: alpha * a + b, x, y)
-
-
-def tree_scale(alpha: jax.Array, x: PyTree) -> PyTree:
-    """Return alpha * x, leaf by leaf."""
-    return jax.tree.map(lambda a: alpha * a, x)
-
-
-def tree_norm(x: PyTree) -> jax.Array:
-    """Euclidean norm of a pytree viewed as one flat vector."""
-    return jnp.sqrt(tree_vdot(x, x))
-
-
-def tree_all_finite(x: PyTree) -> jax.Array:
-    """True when every element of every leaf is finite."""
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 class CGInfo(NamedTuple):
@@ -94,7 +68,7 @@ def conjugate_gradient(
         ``(x, CGInfo(num_iters, residual_norm))`` with ``x`` shaped like ``b``.
     """
     x0 = jax.tree.map(jnp.zeros_like, b)
-    rs0 = tree_vdot(b, b)
+    rs0 = optax.tree.vdot(b, b)
     tol = jnp.asarray(tol, dtype=rs0.dtype)
     init = _CGState(
         x=x0, r=b, p=b, rs=rs0, iters=jnp.zeros((), jnp.int32), broken=~jnp.isfinite(rs0)
@@ -105,15 +79,15 @@ def conjugate_gradient(
 
     def body(state: _CGState) -> _CGState:
         ap = matvec(state.p)
-        pap = tree_vdot(state.p, ap)
+        pap = optax.tree.vdot(state.p, ap)
         ok = jnp.isfinite(pap) & (pap > 0)
         alpha = jnp.where(ok, state.rs / jnp.where(ok, pap, 1.0), 0.0)
-        x = tree_axpy(alpha, state.p, state.x)
-        r = tree_axpy(-alpha, ap, state.r)
-        rs = tree_vdot(r, r)
+        x = optax.tree.add_scale(state.x, alpha, state.p)
+        r = optax.tree.add_scale(state.r, -alpha, ap)
+        rs = optax.tree.vdot(r, r)
         ok = ok & jnp.isfinite(rs)
         beta = jnp.where(ok, rs / jnp.where(state.rs > 0, state.rs, 1.0), 0.0)
-        p = tree_axpy(beta, state.p, r)
+        p = optax.tree.add_scale(r, beta, state.p)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
         return _CGState(
             x=keep(x, state.x),
@@ -160,7 +134,7 @@ def fisher_vector_product(
         v: direction, shaped like ``params``.
         damping: Tikhonov damping added to the diagonal.
     """
-    return tree_axpy(damping, v, hessian_vector_product(kl_fn, params, v))
+    return optax.tree.add_scale(hessian_vector_product(kl_fn, params, v), damping, v)
 
 
 def make_fisher_vector_product(
@@ -175,7 +149,7 @@ def make_fisher_vector_product(
     (tangent) part: cheaper than a fresh forward-over-reverse product per iteration.
     """
     _, tangent = jax.linearize(jax.grad(kl_fn), params)
-    return lambda v: tree_axpy(damping, v, tangent(v))
+    return lambda v: optax.tree.add_scale(tangent(v), damping, v)
 
 
 def make_gauss_newton_fvp(
@@ -207,6 +181,6 @@ def make_gauss_newton_fvp(
 
     def fvp(v: PyTree) -> PyTree:
         (jt_mjv,) = vjp(curvature(jvp(v)))
-        return tree_axpy(damping, v, jt_mjv)
+        return optax.tree.add_scale(jt_mjv, damping, v)
 
     return fvp

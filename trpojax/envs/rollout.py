@@ -1,4 +1,4 @@
-"""Rollouts: ``lax.scan`` over time of ``jax.vmap``-ed gymnax environments.
+"""Rollouts: ``lax.scan`` over time of ``jax.vmap``-ed environments (any family's :class:`EnvSpec`).
 
 :func:`rollout` runs B environments for T steps from wherever they are (continuing rollouts, for
 actor-critic methods such as TRPO and NPG) and returns a time-major :class:`Transition` batch ``[T, B, ...]``.
@@ -17,10 +17,37 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from trpojax.distributions import Categorical, DiagGaussian
-from trpojax.envs import EnvSpec, EpisodeStats, env_action, flatten_obs, init_episode_stats
+from trpojax.core.distributions import Categorical, DiagGaussian
+from trpojax.envs.base import EnvSpec, env_action, flatten_obs
 
 PolicyFn = Callable[[Any, jax.Array], Categorical | DiagGaussian]
+
+
+class EpisodeStats(NamedTuple):
+    """Per-env episode accumulators, carried across rollouts.
+
+    Attributes:
+        episode_return: [B] undiscounted return of the episode in progress.
+        episode_length: [B] steps of the episode in progress.
+        last_return_mean: [] mean return of the episodes completed in the latest rollout that completed
+            any (NaN before the first), reported while a rollout completes none.
+        last_length_mean: [] likewise for lengths.
+    """
+
+    episode_return: jax.Array
+    episode_length: jax.Array
+    last_return_mean: jax.Array
+    last_length_mean: jax.Array
+
+
+def init_episode_stats(num_envs: int) -> EpisodeStats:
+    """Fresh accumulators for ``num_envs`` envs."""
+    return EpisodeStats(
+        episode_return=jnp.zeros((num_envs,), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+        last_return_mean=jnp.asarray(jnp.nan, jnp.float32),
+        last_length_mean=jnp.asarray(jnp.nan, jnp.float32),
+    )
 
 
 class Transition(NamedTuple):
@@ -49,7 +76,7 @@ class RunnerState(NamedTuple):
     """Where B continuing environments are.
 
     Attributes:
-        env_state: gymnax state pytree with leading [B].
+        env_state: the environments' state pytree with leading [B].
         obs: [B, obs_dim] raw current observation.
         episodes: per-env episode accumulators.
     """
@@ -61,7 +88,7 @@ class RunnerState(NamedTuple):
 
 def reset_envs(spec: EnvSpec, key: jax.Array, num_envs: int) -> RunnerState:
     """Reset ``num_envs`` environments with independent keys."""
-    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), spec.params)
+    obs, env_state = jax.vmap(spec.reset)(jax.random.split(key, num_envs))
     return RunnerState(env_state=env_state, obs=flatten_obs(spec, obs), episodes=init_episode_stats(num_envs))
 
 
@@ -90,7 +117,7 @@ def rollout(
         the mean return and length of the episodes completed in this rollout (unchanged if none).
     """
     num_envs = runner.obs.shape[0]
-    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+    step_env = jax.vmap(spec.step)
 
     def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
         env_state, obs, ep_ret, ep_len = carry
@@ -99,7 +126,7 @@ def rollout(
         action = dist.sample(act_key)
         log_prob = dist.log_prob(action)
         next_obs, env_state, reward, terminated, truncated, info = step_env(
-            jax.random.split(env_key, num_envs), env_state, env_action(spec, action), spec.params
+            jax.random.split(env_key, num_envs), env_state, env_action(spec, action)
         )
         reward = reward.astype(jnp.float32)
         terminated = terminated.astype(bool)
@@ -211,10 +238,8 @@ def episodic_rollout(
         The :class:`EpisodeBatch`, arrays ``[n, H, ...]``.
     """
     reset_key, run_key = jax.random.split(key)
-    obs, env_state = jax.vmap(spec.env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_trajectories), spec.params
-    )
-    step_env = jax.vmap(spec.env.step, in_axes=(0, 0, 0, None))
+    obs, env_state = jax.vmap(spec.reset)(jax.random.split(reset_key, num_trajectories))
+    step_env = jax.vmap(spec.step)
 
     def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
         env_state, obs, alive = carry
@@ -222,7 +247,7 @@ def episodic_rollout(
         dist = policy_fn(params, normalize(obs))
         action = dist.mode() if deterministic else dist.sample(act_key)
         next_obs, env_state, reward, terminated, truncated, _ = step_env(
-            jax.random.split(env_key, num_trajectories), env_state, env_action(spec, action), spec.params
+            jax.random.split(env_key, num_trajectories), env_state, env_action(spec, action)
         )
         mask = alive.astype(jnp.float32)
         out = (obs, action, mask * reward.astype(jnp.float32), mask)

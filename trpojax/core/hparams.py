@@ -69,3 +69,66 @@ def config_dataclass(cls: type) -> type:
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved annotation of each field of a config class."""
     return typing.get_type_hints(cls)
+
+
+def traced_fields(cls: type) -> list[str]:
+    """Names of the fields of config class ``cls`` that are pytree leaves (traced floats and sections)."""
+    return [f.name for f in dataclasses.fields(cls) if f.name in _data_fields(cls)]
+
+
+def _data_fields(cls: type) -> set[str]:
+    hints = typing.get_type_hints(cls)
+    return {
+        f.name
+        for f in dataclasses.fields(cls)
+        if (hints[f.name] is float and not f.metadata.get("static", False)) or is_config_class(hints[f.name])
+    }
+
+
+class TracedOnly:
+    """Stands in for a traced hyperparameter in a config that must only be read for its static fields.
+
+    Any use as a number (arithmetic, comparison, ``float()``, conversion to an array) raises ``TypeError``
+    naming the field: the value has to be read from the run config passed to the traced function, or a
+    sweep over it would silently run one value.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{self.path} is a traced hyperparameter: read it from the run config passed to init/step "
+            "(so sweeps over it work), not from the config the learner was built with"
+        )
+
+    def __repr__(self) -> str:
+        return f"TracedOnly({self.path!r})"
+
+
+for _name in (
+    "__float__", "__int__", "__bool__", "__index__", "__array__", "__jax_array__", "__neg__", "__pos__",
+    "__abs__", "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+    "__rtruediv__", "__pow__", "__rpow__", "__lt__", "__le__", "__gt__", "__ge__",
+):
+    setattr(TracedOnly, _name, TracedOnly._refuse)
+
+
+def static_view(config: Any, prefix: str = "") -> Any:
+    """``config`` with every traced float field (recursively) replaced by :class:`TracedOnly`.
+
+    Learners are built from a static view: shapes and code paths come from its static fields, and reading
+    one of its float hyperparameters instead of the traced run config's raises at trace time.
+    """
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    changes = {}
+    for name in _data_fields(cls):
+        path = f"{prefix}{name}"
+        if is_config_class(hints[name]) or is_config_class(type(getattr(config, name))):
+            changes[name] = static_view(getattr(config, name), f"{path}.")
+        else:
+            changes[name] = TracedOnly(path)
+    return dataclasses.replace(config, **changes)

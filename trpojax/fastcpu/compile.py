@@ -1,186 +1,31 @@
-"""Compile the trainer's programs for a run: in parallel, and from an executable cache when warm.
+"""Compile a run's programs in parallel, and load them from the executable cache when warm.
 
-A run needs three kinds of XLA programs (:class:`trpojax.train.Trainer`): ``init``, the training programs
+A run needs three kinds of XLA programs (:class:`trpojax.trainer.Trainer`): ``init``, the training programs
 (one ``run_chunk`` per distinct chunk length, or the four stages of a split update), and the final
 ``evaluate``. :func:`compile_programs` traces them one after the other on the calling thread (tracing holds
 the GIL) and hands each to a worker thread to compile as soon as it is traced, the longest compilation
-first, so XLA compiles while Python traces the next program.
-
-JAX's persistent compilation cache still needs every program traced and lowered to find it (about 1 s for
-TRPO). :class:`ExecutableCache` skips that: it stores each compiled executable (serialised by
-``jax.experimental.serialize_executable``) under a key made of everything that determines the program
-without tracing it: the hash of trpojax's own source files, the versions of jax, jaxlib, flax, optax, gymnax
-and chex, the backend and its devices, ``XLA_FLAGS`` and JAX's configuration, the run config's static
-fields and shapes (its pytree structure), the program and its compile options. Any change to these is a
-miss, and a miss (or an unreadable entry) just compiles as usual and overwrites the entry. Entries are
-written atomically; the oldest beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it
-trusts its directory as much as JAX trusts its own cache directory.
-
-Only fresh compilations are stored, and before their first run (XLA:CPU cannot serialise an executable that
-has run): an executable JAX itself loaded from its persistent cache serialises without its kernels. The
-programs are therefore named after their cache key, so that JAX's persistent cache (whose key starts with the
-program's name) misses exactly when this one does.
+first, so XLA compiles while Python traces the next program. Each program is named after its
+:class:`~trpojax.fastcpu.cache.ExecutableCache` key, so that JAX's persistent cache (whose key starts with
+the program's name) misses exactly when that one does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import os
-import pickle
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import cache, partial
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 
+from trpojax.algos.actor_critic import EPISODE_METRICS
 from trpojax.config import Config
-from trpojax.train import Trainer, compiler_options, use_split
-
-MAX_ENTRIES = 64
-EXECUTABLES_SUBDIR = "trpojax-executables"  # inside the JAX compilation cache directory
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "numpy")
-_FORMAT = 1
-
-
-@cache
-def source_hash() -> str:
-    """sha256 of every ``.py`` file of the trpojax package (paths and contents)."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-@cache
-def _environment() -> str:
-    """Everything outside the run config and trpojax's source that changes a compiled program."""
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    settings = {k: repr(v) for k, v in sorted(jax.config.values.items()) if "cache" not in k and "log" not in k}
-    return json.dumps(
-        {
-            "format": _FORMAT,
-            "source": source_hash(),
-            "versions": versions,
-            "backend": jax.default_backend(),
-            "devices": [d.device_kind for d in jax.devices()],
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "jax_config": settings,
-        },
-        sort_keys=True,
-    )
-
-
-class ExecutableCache:
-    """Compiled executables on disk, keyed without tracing (see the module docstring).
-
-    Args:
-        directory: where entries live (created on first store).
-    """
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self._pending: list[tuple[str, Any, Any]] = []  # see store_later
-        self._lock = threading.Lock()
-
-    def store_later(self, key: str, compiled: Any, extra: Any = None) -> None:
-        """Queue ``compiled`` for :meth:`store` by a later :meth:`write_pending`, before its first run.
-
-        Serialising an executable holds the GIL throughout (about 0.05-0.1 s for a TRPO stage program on
-        CPU), so :func:`compile_programs` does it while its thread would only wait, rather than beside the
-        tracing of the next program. It must happen before the executable first runs: XLA:CPU then adds
-        runtime state that cannot be serialised (such a store fails, and only costs the next run a compile).
-        """
-        with self._lock:
-            self._pending.append((key, compiled, extra))
-
-    def write_pending(self) -> int:
-        """:meth:`store` the queued entries now, on this thread; returns how many."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for entry in pending:
-            self.store(*entry)
-        return len(pending)
-
-    def key(self, config: Config, program: str, options: dict[str, Any] | None) -> str:
-        """The entry name of ``program`` (e.g. ``"chunk-7"``) compiled with ``options`` for ``config``."""
-        material = json.dumps(
-            [_environment(), repr(jax.tree.structure(config)), program, sorted((options or {}).items())],
-            default=repr,
-        )
-        return hashlib.sha256(material.encode()).hexdigest()
-
-    def load(self, key: str) -> tuple[Any, Any] | None:
-        """``(compiled, extra)`` stored under ``key``, or None when absent or unreadable."""
-        from jax.experimental import serialize_executable
-
-        path = self.directory / f"{key}.pkl"
-        try:
-            with path.open("rb") as f:
-                serialized, in_tree, out_tree, extra = pickle.load(f)
-            compiled = serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
-        except Exception:  # absent, truncated, from another jaxlib...: compile instead
-            return None
-        os.utime(path)
-        return compiled, extra
-
-    def store(self, key: str, compiled: Any, extra: Any = None) -> None:
-        """Save ``compiled`` (a ``jax.stages.Compiled``) under ``key``, atomically; never raises."""
-        from jax.experimental import serialize_executable
-
-        try:
-            payload = pickle.dumps((*serialize_executable.serialize(compiled), extra))
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, self.directory / f"{key}.pkl")
-            entries = sorted(self.directory.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
-            for old in entries[:-MAX_ENTRIES]:
-                old.unlink(missing_ok=True)
-            for stale in self.directory.glob("*.tmp"):  # left by a process killed mid-write
-                if time.time() - stale.stat().st_mtime > 600:
-                    stale.unlink(missing_ok=True)
-        except Exception:  # a full disk or an unserialisable executable only costs the next run a compile
-            pass
-
-
-class Programs(NamedTuple):
-    """A run's compiled programs.
-
-    Attributes:
-        init: (keys [S], config) -> states.
-        chunks: {length: (states, config) -> (states, metrics)}: compiled scans, or with split execution
-            (:func:`trpojax.train.use_split`) a :class:`trpojax.pipeline.SplitRunner` that returns when done.
-        run_chunk: (states, config, length) -> (states, metrics) for any length (compiled on first use
-            when scanned).
-        evaluate: (states, keys [S]) -> returns [S, eval_episodes]; compiled in the background while the
-            run trains (a call waits for it).
-        metric_names: the keys of a chunk's metrics (empty when there are no chunks).
-        compile_s: wall-clock seconds spent tracing, compiling or loading before training can start.
-        cached: of init and the training programs, how many came from the executable cache.
-    """
-
-    init: Any
-    chunks: dict[int, Any]
-    run_chunk: Any
-    evaluate: Any
-    metric_names: list[str]
-    compile_s: float
-    cached: int
+from trpojax.fastcpu.cache import ExecutableCache
+from trpojax.fastcpu.options import compiler_options, use_split
+from trpojax.fastcpu.split import SplitRunner, split_programs
+from trpojax.trainer import Programs, Trainer
 
 
 class Pending:
@@ -217,7 +62,7 @@ def compile_programs(
     while_compiling: Callable[[], Any] | None = None,
 ) -> Programs:
     """Compile (or load) ``init``, the training programs (a chunk program per distinct length in ``lengths``,
-    or the split stages when :func:`trpojax.train.use_split`), and ``evaluate``.
+    or the split stages when :func:`trpojax.fastcpu.options.use_split`), and ``evaluate``.
 
     Tracing runs on this thread, each program handed to one of two worker threads to compile as soon as it
     is lowered; deserialisation runs on the workers too. This thread stores fresh compilations in the
@@ -244,7 +89,7 @@ def compile_programs(
     def key(name: str, options: dict[str, Any] | None) -> str | None:
         return executable_cache.key(config, name, options) if executable_cache else None
 
-    split = trainer.split if use_split(config) else None
+    split = split_programs(trainer.learner) if use_split(config, trainer.learner.split is not None) else None
     if executable_cache is not None:
         # Name each program after its executable-cache key. JAX's persistent cache key starts with the
         # program's name, so JAX's entry and ours are created and found together: after an upgrade of
@@ -302,9 +147,6 @@ def compile_programs(
         metric_names = next((results[name][1] for name in results if name.startswith("chunk")), [])
         run_chunk = trainer.run_chunk
     else:
-        from trpojax.algos.actor_critic import EPISODE_METRICS
-        from trpojax.pipeline import SplitRunner
-
         metric_names = []
         if lengths:
             split = type(split)(*[results[f"split-{stage}"][0] for stage in split._fields])
@@ -334,7 +176,7 @@ def compile_programs(
 def _split_jobs(
     split: Any, states_like: Callable[[], Any], config: Config, options: dict[str, Any] | None
 ) -> list[tuple[str, Callable[[], Any], dict[str, Any] | None]]:
-    """Lowering jobs of the split stages (:class:`trpojax.train.SplitPrograms`), the policy first.
+    """Lowering jobs of the split stages (:class:`trpojax.fastcpu.split.SplitPrograms`), the policy first.
 
     The policy's program takes the longest to compile, and everything else is done before it when it
     starts last, so it is lowered first: the shapes of the batch it takes come from tracing ``collect`` and

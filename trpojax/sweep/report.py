@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import numpy as np
 
-from trpojax import report, stats
-from trpojax.sweep_spec import Sweep
+from trpojax.core import stats
+from trpojax.sweep.spec import Sweep
+from trpojax.train import outputs
 
 if TYPE_CHECKING:
-    from trpojax.sweep import Program
+    from trpojax.sweep.program import Program
 
 
 class SweepResult(NamedTuple):
@@ -71,8 +72,8 @@ def write_csvs(out_dir: Path, sweep: Sweep, result: SweepResult) -> None:
             rows.append(",".join([*values, str(s), fmt(result.eval_return[c, s]), fmt(curves[s, -1]),
                                   str(env_steps)]))
             curve_rows += [f"{c},{s},{u + 1},{(u + 1) * steps},{fmt(x)}" for u, x in enumerate(curves[s])]
-    report.write_text_atomic(out_dir / "results.csv", "\n".join(rows) + "\n")
-    report.write_text_atomic(out_dir / "curves.csv", "\n".join(curve_rows) + "\n")
+    outputs.write_text_atomic(out_dir / "results.csv", "\n".join(rows) + "\n")
+    outputs.write_text_atomic(out_dir / "curves.csv", "\n".join(curve_rows) + "\n")
 
 
 def _round(value: Any) -> str:
@@ -137,7 +138,7 @@ def summary_markdown(sweep: Sweep, result: SweepResult, programs: list[Program],
 
 def plot_curves(path: Path, sweep: Sweep, result: SweepResult, top: int = 8) -> None:
     """Mean return against env steps with a 95% bootstrap band, for the ``top`` best configs."""
-    plt = report.pyplot()
+    plt = outputs.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for k, c in enumerate(result.order[:top]):
         band = stats.curve_band(result.curves[c])

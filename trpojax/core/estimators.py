@@ -28,8 +28,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
-
-from trpojax.linalg import tree_axpy
+import optax
 
 PyTree = Any
 LogProbFn = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
@@ -232,7 +231,7 @@ def policy_gradient_and_hessian_vector_product(
 
     (grad_phi, _), (hess_phi_v, log_prob_tangents) = jax.jvp(grad_phi_and_log_probs, (params,), (v,))
     score_dot_v = jnp.sum(jnp.where(mask != 0, log_prob_tangents, 0.0))
-    return grad_phi, tree_axpy(score_dot_v, grad_phi, hess_phi_v)
+    return grad_phi, optax.tree.add_scale(hess_phi_v, score_dot_v, grad_phi)
 
 
 def hessian_vector_product(

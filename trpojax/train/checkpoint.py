@@ -33,6 +33,7 @@ import yaml
 
 from trpojax import config as config_lib
 from trpojax.config import Config
+from trpojax.train.outputs import write_text_atomic
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.npz"
@@ -324,10 +325,8 @@ def _metric_rows(path: Path) -> tuple[str, list[tuple[int, int, str]]]:
 
 def truncate_metrics(path: str | Path, update: int) -> None:
     """Atomically rewrite a metrics CSV keeping its header and the rows of updates ``<= update``."""
-    from trpojax import report
-
     header, rows = _metric_rows(Path(path))
-    report.write_text_atomic(path, header + "".join(line for u, _, line in rows if u <= update))
+    write_text_atomic(path, header + "".join(line for u, _, line in rows if u <= update))
 
 
 def _check_metrics(path: Path, update: int, num_seeds: int) -> None:

@@ -16,21 +16,49 @@ chunk program computes (up to XLA's choice of fusions, i.e. float rounding), fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from trpojax.algos import TrainState
+from trpojax.algos import Learner, TrainState
 from trpojax.algos.actor_critic import SplitStep
-from trpojax.train import SplitPrograms
+
+
+class SplitPrograms(NamedTuple):
+    """The stages of :class:`trpojax.algos.actor_critic.SplitStep`, each jitted and vmapped over seeds.
+
+    Attributes:
+        collect: (states, run_config) -> collected.
+        prepare: (value_params, obs_stats, transitions, run_config) -> batch.
+        policy: (policy_params, batch, run_config) -> (policy_params, metrics).
+        critic: (value_params, value_opt_state, batch, update_keys, run_config) -> (value_params,
+            value_opt_state, metrics).
+    """
+
+    collect: Callable[..., Any]
+    prepare: Callable[..., Any]
+    policy: Callable[..., Any]
+    critic: Callable[..., Any]
+
+
+def split_programs(learner: Learner) -> SplitPrograms:
+    """The learner's split stages (it must have them), jitted and vmapped over seeds."""
+    stages = learner.split
+    return SplitPrograms(
+        collect=jax.jit(jax.vmap(stages.collect, in_axes=(0, None))),
+        prepare=jax.jit(jax.vmap(stages.prepare, in_axes=(0, 0, 0, None))),
+        policy=jax.jit(jax.vmap(stages.policy, in_axes=(0, 0, None))),
+        critic=jax.jit(jax.vmap(stages.critic, in_axes=(0, 0, 0, 0, None))),
+    )
 
 
 class SplitRunner:
     """``(states, run_config, length) -> (states, metrics {name: [S, length]})`` by split stages.
 
-    Has the signature of :attr:`trpojax.train.Trainer.run_chunk`, but runs on the host and returns when
+    Has the signature of :attr:`trpojax.trainer.Trainer.run_chunk`, but runs on the host and returns when
     the chunk is done, with NumPy metrics.
 
     Args:

@@ -1,24 +1,34 @@
-"""Fast access to gymnax's classic-control environments, without gymnax's package-wide imports.
+"""The gymnax family: any gymnax id (``CartPole-v1``, ``Pendulum-v1``, ...) as an :class:`EnvSpec`.
 
-``import gymnax`` runs ``gymnax/__init__.py``, which imports every environment family, and through
-``misc.pong`` and ``bsuite`` also seaborn, scipy.stats and matplotlib: about 1.1 s of a 2-core machine's
-start-up, more than the whole rest of trpojax's imports. The five classic-control environments need none
-of it. :func:`classic_control_env` imports just ``gymnax.environments.{environment, spaces}`` and the one
-environment module. To do so it registers gymnax's two package modules (and ``classic_control``) as
+gymnax >= 1.0 ``step`` already honours the interface's contract (automatic reset, ``terminated`` /
+``truncated``, ``info["final_observation"]``), so the spec's functions are gymnax's own with the default
+``EnvParams`` bound.
+
+Import time: ``import gymnax`` runs ``gymnax/__init__.py``, which imports every environment family, and
+through ``misc.pong`` and ``bsuite`` also seaborn, scipy.stats and matplotlib: about 1.1 s of a 2-core
+machine's start-up, more than the whole rest of trpojax's imports. The five classic-control environments
+need none of it. :func:`classic_control_env` imports just ``gymnax.environments.{environment, spaces}`` and
+the one environment module. To do so it registers gymnax's two package modules (and ``classic_control``) as
 *deferred* modules: real module objects with gymnax's own spec and ``__path__``, whose ``__init__`` code runs
 in place the first time a name it defines is looked up (PEP 562 ``__getattr__``). Later code that does
 ``import gymnax; gymnax.make(...)`` therefore gets the complete, ordinary package and the same classes.
-
-Every other environment id goes through ``gymnax.make`` as usual.
+Every other id goes through ``gymnax.make`` as usual.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
 import types
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trpojax.envs.base import EnvSpec, UnknownEnvError
 
 # gymnax id -> (module in gymnax.environments.classic_control, class); as gymnax.registration registers them.
 CLASSIC_CONTROL = {
@@ -94,10 +104,65 @@ def registered_envs() -> list[str]:
     return list(gymnax.registered_envs)
 
 
-def make(name: str) -> tuple[Any, Any]:
+def make_native(name: str) -> tuple[Any, Any]:
     """``gymnax.make(name)``, without gymnax's package-wide imports for classic-control ids."""
     if name in CLASSIC_CONTROL:
         return classic_control_env(name)
     import gymnax
 
     return gymnax.make(name)
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`UnknownEnvError` naming the closest registered ids if ``name`` is not a gymnax id."""
+    if name in CLASSIC_CONTROL:
+        return
+    registered = registered_envs()
+    if name not in registered:
+        close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"choose one of: {', '.join(registered)}"
+        )
+        raise UnknownEnvError(f"unknown environment {name!r}; {hint}")
+
+
+def make(name: str) -> EnvSpec:
+    """The :class:`EnvSpec` of gymnax id ``name`` with its default ``EnvParams``.
+
+    Raises:
+        UnknownEnvError: ``name`` is not a registered gymnax id, or its action space is neither
+            Discrete nor Box.
+    """
+    check_name(name)
+    env, params = make_native(name)
+    space_types = spaces()
+    # gymnax builds the observation space's bounds with jax.numpy, which run eagerly as small XLA programs
+    # compiled on the spot (about 0.1 s on CPU, before the run's own compilation can start); only the
+    # shape is needed, so the space is built abstractly.
+    obs_shape = jax.eval_shape(lambda: jnp.zeros(env.observation_space(params).shape)).shape
+    space = env.action_space(params)
+    if isinstance(space, space_types.Discrete):
+        discrete, action_dim, low, high = True, int(space.n), (), ()
+    elif isinstance(space, space_types.Box):
+        shape = tuple(space.shape)
+        action_dim = int(np.prod(shape)) if shape else 1
+        low = tuple(float(x) for x in np.broadcast_to(np.asarray(space.low), (action_dim,)))
+        high = tuple(float(x) for x in np.broadcast_to(np.asarray(space.high), (action_dim,)))
+        discrete = False
+    else:
+        raise UnknownEnvError(f"environment {name!r} has a {type(space).__name__} action space; "
+                              "trpojax supports Discrete and Box")
+    return EnvSpec(
+        name=name,
+        reset=lambda key: env.reset(key, params),
+        step=lambda key, state, action: env.step(key, state, action, params),
+        obs_shape=obs_shape,
+        obs_dim=int(np.prod(obs_shape)) if obs_shape else 1,
+        discrete=discrete,
+        action_dim=action_dim,
+        action_low=low,
+        action_high=high,
+        max_episode_steps=int(params.max_steps_in_episode),
+        env=env,
+        params=params,
+    )

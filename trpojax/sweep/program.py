@@ -1,4 +1,4 @@
-"""Sweeps: seeds x hyperparameter grids, one vmapped program per static group, sharded over all devices.
+"""Sweep programs: seeds x hyperparameter grids, one vmapped program per static group, sharded over devices.
 
 Every (config, seed) pair of a sweep (:mod:`trpojax.sweep_spec` describes the file) is one *run*. Float
 hyperparameters are traced pytree leaves of the config (:mod:`trpojax.hparams`), so configs that differ
@@ -22,31 +22,26 @@ sweep) into DIR; see docs/sweeps.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-import yaml
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from trpojax import report, stats
 from trpojax.config import Config, ConfigError
-from trpojax.runner import check_out_dir
-from trpojax.sweep_report import SweepResult, describe, interval, plot_curves, summary_markdown, write_csvs
-from trpojax.sweep_spec import GIB, Sweep, config_fields, load_sweep
-from trpojax.train import (
+from trpojax.core import stats
+from trpojax.fastcpu import compiler_options
+from trpojax.sweep.report import SweepResult
+from trpojax.sweep.spec import GIB, Sweep, config_fields
+from trpojax.train import outputs
+from trpojax.trainer import (
     EVAL_KEY_SALT,
     chunk_lengths,
-    compiler_options,
-    enable_compilation_cache,
     evaluation_fn,
     make_learner,
     seed_keys,
@@ -245,7 +240,7 @@ class ProgramResult(NamedTuple):
     train_s: float
 
 
-def run_program(program: Program, bar: report.Progress) -> ProgramResult:
+def run_program(program: Program, bar: outputs.Progress) -> ProgramResult:
     """Initialise, train in chunks (advancing ``bar``) and evaluate every run of ``program``."""
     states = program.init(program.keys, program.run_configs)
     curves, train_s = [], 0.0
@@ -278,59 +273,3 @@ def collect(sweep: Sweep, programs: list[Program], results: list[ProgramResult])
             curves[c][s] = result.curves[r]
     config_stats = [stats.config_stats(eval_return[c]) for c in range(num_configs)]
     return SweepResult(eval_return, curves, steps, config_stats, stats.rank(config_stats))
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The CLI's arguments."""
-    parser = argparse.ArgumentParser(prog="python -m trpojax.sweep", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--config", required=True, help="sweep file, e.g. configs/sweeps/trpo_cartpole_maxkl_lambda.yaml"
-    )
-    parser.add_argument("--out", help="output directory (default runs/sweep_<name>_<timestamp>)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 on bad input, with one line on stderr, nothing written)."""
-    args = parse_args(argv)
-    try:
-        sweep = load_sweep(args.config)
-        out_dir = Path(args.out or Path("runs") / f"sweep_{sweep.name}_{time.strftime('%Y%m%d-%H%M%S')}")
-        check_out_dir(out_dir)
-        enable_compilation_cache(sweep.base.compilation_cache)
-        mesh = make_mesh()
-        programs = build_programs(sweep, mesh)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    writer = jax.process_index() == 0
-    if writer:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        report.write_text_atomic(out_dir / "sweep.yaml", yaml.safe_dump(sweep.resolved, sort_keys=False))
-    results = []
-    for g, program in enumerate(programs):
-        total = program.runs * sum(program.lengths) * program.env_steps_per_update
-        label = f" ({program.group.label})" if program.group.label else ""
-        desc = f"program {g + 1}/{len(programs)}{label}"
-        bar = report.Progress(total, enabled=writer and not args.quiet, desc=desc)
-        try:
-            results.append(run_program(program, bar))
-        finally:
-            bar.close()
-    result = collect(sweep, programs, results)
-    if writer:
-        write_csvs(out_dir, sweep, result)
-        summary = summary_markdown(sweep, result, programs, [r.train_s for r in results])
-        report.write_text_atomic(out_dir / "summary.md", summary)
-        plot_curves(out_dir / "curves.png", sweep, result)
-        best = result.order[0]
-        print(f"sweep {sweep.name}: {len(sweep.configs)} configs x {sweep.num_seeds} seeds on {mesh.size} "
-              f"device(s); best #{best} ({describe(sweep, best) or 'the base'}) IQM eval return "
-              f"{float(result.stats[best].iqm.estimate):.1f} {interval(result.stats[best].iqm)} -> {out_dir}")
-    return 0
-
-
-
-if __name__ == "__main__":
-    sys.exit(main())
