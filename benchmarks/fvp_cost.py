@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks._timing import best_of, machine
-from trpojax.envs import make_env
 from trpojax.core.linalg import fisher_vector_product, make_fisher_vector_product, make_gauss_newton_fvp
+from trpojax.envs import make_env
 from trpojax.networks import PolicyNetwork
 
 

@@ -2,7 +2,7 @@
 iteration against one REINFORCE iteration, on the same CartPole-v1 trajectories, side by side.
 
 Targets: B v <= 3x g; one N-HARPG update <= 4x one REINFORCE update on the same batch. The batch is n
-trajectories of horizon H sampled from reset (:func:`trpojax.rollout.episodic_rollout`) with the initial
+trajectories of horizon H sampled from reset (:func:`trpojax.envs.episodic_rollout`) with the initial
 (random) policy; masked steps are computed like all others, so the cost does not
 depend on episode lengths. N-HARPG's update computes g on the batch and B v on a second batch of the same
 size (here the same trajectories); REINFORCE's computes g and one Adam step. Whole learner steps (sampling
@@ -20,12 +20,12 @@ import jax.numpy as jnp
 
 from benchmarks._timing import best_of, machine
 from trpojax import config as config_lib
-from trpojax.algos import harpg, reinforce
+from trpojax.algos import Networks, harpg, reinforce
 from trpojax.algos.episodic import make_log_prob_fn, mean_hessian_vector_product, mean_policy_gradient
 from trpojax.envs import make_env
-from trpojax.networks import PolicyNetwork
 from trpojax.envs.rollout import episodic_rollout
-from trpojax.train import make_learner
+from trpojax.networks import PolicyNetwork
+from trpojax.trainer import make_learner
 
 
 def main() -> None:
@@ -53,12 +53,15 @@ def main() -> None:
 
     r_config = reinforce.Config(optimizer="adam")
     r_state = reinforce.init(params, None, r_config)
-    r_update = jax.jit(lambda s, b: reinforce.update(
-        s, b, r_config, log_prob_fn=log_prob_fn, value_apply=None, discount=discount))
+    nets, key = Networks(policy.apply), jax.random.PRNGKey(1)
+    r_update = jax.jit(lambda s, b: reinforce.update(s, reinforce.Batch(b, discount), key, r_config, nets=nets))
     h_config = harpg.Config(normalized=True)
-    h_state = harpg.init(params)._replace(prev_params=jax.tree.map(jnp.subtract, params, v), step=jnp.asarray(3))
-    h_update = jax.jit(lambda s, b, q: harpg.update(
-        s, b, b, q, h_config, log_prob_fn=log_prob_fn, discount=discount))
+    h_state = harpg.init(params, None, h_config)._replace(
+        prev_params=jax.tree.map(jnp.subtract, params, v), step=jnp.asarray(3)
+    )
+    h_update = jax.jit(
+        lambda s, b, q: harpg.update(s, harpg.Batch(b, b, q, discount), key, h_config, nets=nets)
+    )
     t_r = best_of(lambda: r_update(r_state, batch), args.repeats)
     t_h = best_of(lambda: h_update(h_state, batch, jnp.asarray(0.5)), args.repeats)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks._timing import machine
 from trpojax import config as config_lib
-from trpojax.train import chunk_lengths, eval_keys, make_evaluate, make_trainer, seed_keys
+from trpojax.trainer import chunk_lengths, eval_keys, make_evaluate, make_trainer, seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 # method -> (label, config stem, overrides); vanilla_pg is the paper's plain PG: REINFORCE with SGD.

@@ -2,7 +2,7 @@
 
 For the rl-zoo CartPole TRPO config of ``benchmarks.compare_sb3`` (1 seed, chunks of 7 updates), compiles
 the init, chunk and evaluation programs with XLA's default options and with
-``trpojax.train.compiler_options`` (one after the other, nothing in parallel, no cache), then times the chunk
+``trpojax.fastcpu.compiler_options`` (one after the other, nothing in parallel, no cache), then times the chunk
 program of each (best of ``--repeats`` runs of 4 chunks, alternating) and prints both side by side, with the
 time to load the three programs from the executable cache.
 
@@ -20,8 +20,10 @@ import jax
 from benchmarks._timing import machine
 from benchmarks.compare_sb3 import TRPOJAX_CONFIG
 from trpojax import config as config_lib
-from trpojax.fastcpu.compile import ExecutableCache, compile_programs
-from trpojax.train import compiler_options, eval_keys, make_trainer, seed_keys
+from trpojax.fastcpu.cache import ExecutableCache
+from trpojax.fastcpu.compile import compile_programs
+from trpojax.fastcpu.options import compiler_options
+from trpojax.trainer import eval_keys, make_trainer, seed_keys
 
 
 def main() -> None:

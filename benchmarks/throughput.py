@@ -18,7 +18,8 @@ import jax
 from benchmarks._timing import machine
 from trpojax import config as config_lib
 from trpojax.envs.rollout import reset_envs, rollout
-from trpojax.train import compiler_options, make_trainer, seed_keys
+from trpojax.fastcpu import compiler_options
+from trpojax.trainer import make_trainer, seed_keys
 
 
 def time_training(cfg, updates: int) -> float:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from trpojax.algos import harpg, npg, pg_igt, reinforce, trpo
+from trpojax.algos import Networks, harpg, npg, pg_igt, reinforce, trpo
 from trpojax.algos.episodic import make_log_prob_fn
-from trpojax.networks import PolicyNetwork, ValueNetwork
-from trpojax.envs.rollout import EpisodeBatch
 from trpojax.core.schedules import schedule_value
+from trpojax.envs.rollout import EpisodeBatch
+from trpojax.networks import PolicyNetwork, ValueNetwork
 
 OBS_DIM, HORIZON, DISCOUNT = 3, 6, 0.9
 
@@ -98,6 +98,9 @@ class Reference:
         return total / batch.reward.shape[0]
 
 
+KEY = jax.random.PRNGKey(99)  # the updates' key (used only by REINFORCE's baseline fit)
+
+
 def flat(tree):
     return np.asarray(ravel_pytree(tree)[0])
 
@@ -125,7 +128,7 @@ def test_reinforce_matches_reference(setup, optimizer):
     config = reinforce.Config(optimizer=optimizer, learning_rate=0.05)
     state = reinforce.init(params, None, config)
     update = jax.jit(lambda s, b: reinforce.update(
-        s, b, config, log_prob_fn=make_log_prob_fn(policy.apply), value_apply=None, discount=DISCOUNT))
+        s, reinforce.Batch(b, DISCOUNT), KEY, config, nets=Networks(policy.apply)))
     theta, m, v = ref.flat.copy(), 0.0, 0.0
     for k, batch in enumerate(batches):
         state, metrics = update(state, batch)
@@ -149,10 +152,8 @@ def test_reinforce_baseline_gradient_and_fit(setup):
     )
     state = reinforce.init(params, value.init(jax.random.PRNGKey(3), jnp.zeros((OBS_DIM,))), config)
     batch = batches[0]
-    new_state, metrics = reinforce.update(
-        state, batch, config, log_prob_fn=make_log_prob_fn(policy.apply), value_apply=value.apply,
-        discount=DISCOUNT,
-    )
+    nets = Networks(policy.apply, value.apply)
+    new_state, metrics = reinforce.update(state, reinforce.Batch(batch, DISCOUNT), KEY, config, nets=nets)
     baselines = np.asarray(value.apply(state.value_params, batch.obs))
     expected = np.zeros_like(ref.flat)
     for i in range(3):
@@ -166,10 +167,7 @@ def test_reinforce_baseline_gradient_and_fit(setup):
         flat(new_state.policy_params), ref.flat + 0.05 * expected / 3, rtol=1e-7, atol=1e-10
     )
     refit = dataclasses.replace(config, critic_steps=1)
-    _, after = reinforce.update(
-        new_state, batch, refit, log_prob_fn=make_log_prob_fn(policy.apply), value_apply=value.apply,
-        discount=DISCOUNT,
-    )
+    _, after = reinforce.update(new_state, reinforce.Batch(batch, DISCOUNT), KEY, refit, nets=nets)
     assert float(after["value_loss"]) < float(metrics["value_loss"])
 
 
@@ -191,9 +189,8 @@ def igt_reference(ref, batches, gamma0, eta0):
 def test_pg_igt_matches_reference(setup):
     policy, params, batches, ref = setup
     config = pg_igt.Config(gamma0=0.3, eta0=0.6)
-    state = pg_igt.init(params)
-    update = jax.jit(lambda s, b: pg_igt.update(
-        s, b, config, log_prob_fn=make_log_prob_fn(policy.apply), discount=DISCOUNT))
+    state = pg_igt.init(params, None, config)
+    update = jax.jit(lambda s, b: pg_igt.update(s, pg_igt.Batch(b, DISCOUNT), KEY, config, nets=Networks(policy.apply)))
     for t, (batch, expected) in enumerate(zip(batches, igt_reference(ref, batches, 0.3, 0.6), strict=True)):
         state, metrics = update(state, batch)
         np.testing.assert_allclose(flat(state.policy_params), expected, rtol=1e-7, atol=1e-10)
@@ -228,9 +225,9 @@ def test_harpg_matches_reference(setup, normalized):
     qs = [0.3, 0.8, 0.55]
     gamma0 = 0.4 if normalized else 0.02
     config = harpg.Config(normalized=normalized, gamma0=gamma0, eta0=0.7)
-    state = harpg.init(params)
+    state = harpg.init(params, None, config)
     update = jax.jit(lambda s, b, hb, q: harpg.update(
-        s, b, hb, q, config, log_prob_fn=make_log_prob_fn(policy.apply), discount=DISCOUNT))
+        s, harpg.Batch(b, hb, q, DISCOUNT), KEY, config, nets=Networks(policy.apply)))
     expected = harpg_reference(ref, batches, hvp_batches, qs, gamma0, 0.7, normalized)
     for t in range(3):
         state, metrics = update(state, batches[t], hvp_batches[t], jnp.asarray(qs[t]))
@@ -249,7 +246,7 @@ def test_npg_matches_dense_natural_gradient(x64):
     actions = policy.apply(params, obs).sample(k3)
     advantages = jax.random.normal(k4, (64,))
     batch = trpo.Batch(obs=obs, actions=actions, advantages=advantages, returns=advantages)
-    state = npg.init(params, value.init(k5, obs[0]))
+    state = npg.init(params, value.init(k5, obs[0]), npg.Config())
     theta, unravel = ravel_pytree(params)
     old = policy.apply(params, obs)
 
@@ -264,7 +261,7 @@ def test_npg_matches_dense_natural_gradient(x64):
         config = npg.Config(step_rule=rule, max_kl=0.01, learning_rate=0.3, cg_iters=200, cg_tol=1e-14,
                             cg_damping=0.05, critic_epochs=1)
         new_state, metrics = jax.jit(lambda s, b, c: npg.update(
-            s, b, jax.random.PRNGKey(0), c, policy_apply=policy.apply, value_apply=value.apply
+            s, b, jax.random.PRNGKey(0), c, nets=Networks(policy.apply, value.apply)
         ))(state, batch, config)
         expected = np.asarray(theta) + alpha * s
         np.testing.assert_allclose(flat(new_state.policy_params), expected, rtol=1e-8, atol=1e-10)
@@ -282,25 +279,25 @@ def poisoned(batch):
 
 def test_non_finite_estimates_leave_every_policy_unchanged(setup):
     policy, params, batches, _ = setup
-    log_prob_fn = make_log_prob_fn(policy.apply)
+    nets = Networks(policy.apply)
     bad = poisoned(batches[0])
     results = {}
     for optimizer in ("sgd", "adam"):
         config = reinforce.Config(optimizer=optimizer)
         state = reinforce.init(params, None, config)
-        results[f"reinforce_{optimizer}"] = (state, reinforce.update(
-            state, bad, config, log_prob_fn=log_prob_fn, value_apply=None, discount=DISCOUNT))
-    state = pg_igt.init(params)
-    results["pg_igt"] = (
-        state, pg_igt.update(state, bad, pg_igt.Config(), log_prob_fn=log_prob_fn, discount=DISCOUNT)
-    )
+        results[f"reinforce_{optimizer}"] = (
+            state, reinforce.update(state, reinforce.Batch(bad, DISCOUNT), KEY, config, nets=nets)
+        )
+    state = pg_igt.init(params, None, pg_igt.Config())
+    results["pg_igt"] = (state, pg_igt.update(state, pg_igt.Batch(bad, DISCOUNT), KEY, pg_igt.Config(), nets=nets))
     for normalized in (True, False):
         config = harpg.Config(normalized=normalized)
-        state, _ = harpg.update(harpg.init(params), batches[0], batches[1], 0.5, config,
-                                log_prob_fn=log_prob_fn, discount=DISCOUNT)
+        first = harpg.Batch(batches[0], batches[1], 0.5, DISCOUNT)
+        state, _ = harpg.update(harpg.init(params, None, config), first, KEY, config, nets=nets)
         for name, (b, hb) in {"g": (bad, batches[1]), "hvp": (batches[1], bad)}.items():
-            results[f"harpg_{normalized}_{name}"] = (state, harpg.update(
-                state, b, hb, 0.5, config, log_prob_fn=log_prob_fn, discount=DISCOUNT))
+            results[f"harpg_{normalized}_{name}"] = (
+                state, harpg.update(state, harpg.Batch(b, hb, 0.5, DISCOUNT), KEY, config, nets=nets)
+            )
     for name, (before, (after, metrics)) in results.items():
         assert float(metrics["rejected_updates"]) == 1.0, name
         for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trpojax import checkpoint
-from trpojax.config import Config
-from trpojax.train import chunk_schedule, remaining_lengths
+from trpojax import config as config_lib
+from trpojax.train import checkpoint
+from trpojax.trainer import chunk_schedule, remaining_lengths
 
 
 class Toy(NamedTuple):
@@ -140,7 +140,9 @@ def test_truncate_metrics_drops_replayed_and_partial_rows(tmp_path):
 
 @pytest.mark.parametrize("num_updates, num_chunks, every", [(48, 24, 4), (50, 7, 6), (10, 3, 0), (9, 20, 4)])
 def test_chunk_schedule_puts_checkpoints_on_boundaries(num_updates, num_chunks, every):
-    config = Config(total_env_steps=num_updates * 1024, num_chunks=num_chunks, checkpoint_every=every)
+    config = config_lib.default(
+        "trpo", total_env_steps=num_updates * 1024, num_chunks=num_chunks, checkpoint_every=every
+    )
     lengths = chunk_schedule(config)
     boundaries = set(np.cumsum(lengths).tolist())
     assert sum(lengths) == num_updates and min(lengths) >= 1

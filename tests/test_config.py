@@ -32,10 +32,15 @@ def test_overrides_apply_and_do_not_mutate_input():
 
 
 def test_floats_are_traced_leaves_and_the_rest_static():
-    cfg = Config()
+    cfg = config_lib.default("trpo")
     leaves = jax.tree.leaves(cfg)
     assert cfg.gamma in leaves and cfg.trpo.max_kl in leaves
     assert all(isinstance(x, float) for x in leaves)
+    # Only the chosen algorithm's section is in the run config: its leaves are the top-level floats plus
+    # trpo's, never another algorithm's.
+    assert not hasattr(cfg, "npg") and isinstance(cfg, Config)
+    npg = config_lib.default("npg")
+    assert len(leaves) - len(jax.tree.leaves(cfg.trpo)) == len(jax.tree.leaves(npg)) - len(jax.tree.leaves(npg.npg))
     other = dataclasses.replace(cfg, num_envs=3)
     assert jax.tree.structure(other) != jax.tree.structure(cfg)  # static field: a different program
 

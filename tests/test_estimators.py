@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from trpojax import estimators, tabular
+from trpojax.core import estimators, tabular
 
 
 def jitted(estimator):

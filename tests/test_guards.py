@@ -14,7 +14,7 @@ from trpojax.networks import PolicyNetwork, ValueNetwork
 POLICY = PolicyNetwork(2, True, (16,), "tanh", 0.0)
 VALUE = ValueNetwork((16,), "tanh")
 # The config's floats are traced, so cases that differ only in them share one compilation.
-UPDATE = jax.jit(trpo.update, static_argnames=("policy_apply", "value_apply"))
+UPDATE = jax.jit(trpo.update, static_argnames="nets")
 
 
 def constant_policy(params, obs):
@@ -31,7 +31,7 @@ def setup_update(key, n=128, obs_dim=4):
     batch = trpo.Batch(
         obs=obs, actions=policy.apply(params, obs).sample(k_act), advantages=advantages, returns=advantages
     )
-    return policy, value, trpo.init(params, value.init(k_val, obs[0])), batch, k_upd
+    return policy, value, trpo.init(params, value.init(k_val, obs[0]), trpo.Config()), batch, k_upd
 
 
 @pytest.mark.parametrize("case", ["nan_advantages", "zero_fisher", "indefinite_curvature"])
@@ -46,7 +46,7 @@ def test_adversarial_batch_is_rejected(case):
         policy_apply = constant_policy
     else:  # damping below -lambda_max(F): F + damping I is negative definite, s^T F s < 0
         config = dataclasses.replace(config, cg_damping=-10.0)
-    new_state, metrics = UPDATE(state, batch, key, config, policy_apply=policy_apply, value_apply=value.apply)
+    new_state, metrics = UPDATE(state, batch, key, config, nets=trpo.Networks(policy_apply, value.apply))
     assert float(metrics["rejected_updates"]) == 1.0 and float(metrics["accepted"]) == 0.0
     assert float(metrics["step_norm"]) == 0.0 and float(metrics["kl"]) == 0.0
     new_params, old_params = jax.tree.leaves(new_state.policy_params), jax.tree.leaves(state.policy_params)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from trpojax import config as config_lib
-from trpojax.train import EVAL_KEY_SALT, make_trainer, seed_keys
+from trpojax.trainer import EVAL_KEY_SALT, make_trainer, seed_keys
 
 
 def test_trpo_solves_cartpole():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from trpojax import config as config_lib
-from trpojax.train import make_train, seed_keys
+from trpojax.trainer import make_train, seed_keys
 
 SMALL = ["env=CartPole-v1", "num_seeds=2", "network.policy_hidden=[32,32]", "num_steps=200"]
 CASES = {

@@ -18,8 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from trpojax import checkpoint, evaluate, train
 from trpojax import config as config_lib
+from trpojax import evaluate, train
+from trpojax.train import checkpoint
 
 TINY = """\
 algo: trpo

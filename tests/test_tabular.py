@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnax.environments.misc import frozen_lake
 
-from trpojax import tabular
+from trpojax.core import tabular
 
 
 @pytest.fixture

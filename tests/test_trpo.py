@@ -21,7 +21,7 @@ def make_batch(discrete, key, n=256, obs_dim=4, action_dim=2):
     actions = policy.apply(params, obs).sample(k3)
     advantages = jax.random.normal(k4, (n,))
     batch = trpo.Batch(obs=obs, actions=actions, advantages=advantages, returns=advantages)
-    state = trpo.init(params, value.init(k5, obs[0]))
+    state = trpo.init(params, value.init(k5, obs[0]), trpo.Config())
     return policy, value, state, batch
 
 
@@ -38,7 +38,7 @@ def test_update_respects_trust_region_and_improves(discrete, max_kl):
     policy, value, state, batch = make_batch(discrete, jax.random.PRNGKey(int(discrete) * 10 + int(max_kl * 1000)))
     config = trpo.Config(max_kl=max_kl)
     new_state, metrics = jax.jit(
-        lambda s, b, c: trpo.update(s, b, jax.random.PRNGKey(0), c, policy_apply=policy.apply, value_apply=value.apply)
+        lambda s, b, c: trpo.update(s, b, jax.random.PRNGKey(0), c, nets=trpo.Networks(policy.apply, value.apply))
     )(state, batch, config)
     surr_old, _ = surrogate_and_kl(policy, state.policy_params, state.policy_params, batch)
     surr_new, kl = surrogate_and_kl(policy, state.policy_params, new_state.policy_params, batch)

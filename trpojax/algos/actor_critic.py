@@ -106,7 +106,7 @@ def natural_direction(
 
     F is the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the average Fisher information),
     applied in its factored form J^T M J with the network linearised once
-    (:func:`trpojax.linalg.make_gauss_newton_fvp`).
+    (:func:`trpojax.core.linalg.make_gauss_newton_fvp`).
     """
     chex.assert_rank(batch.advantages, 1)
     old_dist = jax.lax.stop_gradient(policy_apply(policy_params, batch.obs))

@@ -1,6 +1,6 @@
 """HARPG and N-HARPG: Hessian-aided recursive policy gradient (Fatkhullin et al. 2023, Algorithms 2 and 3).
 
-With step sizes gamma_t and momentum weights eta_t in (0, 1] (t counted from 0, :mod:`trpojax.schedules`):
+With step sizes gamma_t and momentum weights eta_t in (0, 1] (t counted from 0, :mod:`trpojax.core.schedules`):
 
     q_t ~ U(0, 1),   theta^_t = q_t theta_t + (1 - q_t) theta_{t-1}
     tau_t ~ p(. | pi_{theta_t}) (n trajectories),   tau^_t ~ p(. | pi_{theta^_t}) (m trajectories)
@@ -13,7 +13,7 @@ with theta_{-1} = theta_0 and d_0 = g_hat(tau_0, theta_0). Since E_q[hess J(thet
 = grad J(theta_t) - grad J(theta_{t-1}), v_t is an unbiased estimate of the gradient change and d_t a
 STORM-like recursive estimate of grad J_H(theta_t) that needs no importance weights. B_hat v is the
 mean over the m trajectories of B(tau, theta) v = grad Phi (grad log p(tau) . v) + hess Phi v, one
-forward-over-reverse pass each, no matrix formed (:mod:`trpojax.estimators`). Paper schedules (``paper``):
+forward-over-reverse pass each, no matrix formed (:mod:`trpojax.core.estimators`). Paper schedules (``paper``):
 N-HARPG gamma_t = gamma_0 2/(t+2), eta_t = eta_0 2/(t+2); HARPG gamma_t = gamma_0 sqrt(2/(t+2)),
 eta_t = 2/(t+2) (eta_0 = 1). A non-finite gradient, Hessian-vector product or direction, or a zero
 direction when normalised, leaves the whole state unchanged and counts as a rejected update, so t counts

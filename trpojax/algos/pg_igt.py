@@ -1,6 +1,6 @@
 """N-PG-IGT: normalised PG with implicit gradient transport (Fatkhullin et al. 2023, Algorithm 1).
 
-With step sizes gamma_t and momentum weights eta_t in (0, 1] (t counted from 0, :mod:`trpojax.schedules`):
+With step sizes gamma_t and momentum weights eta_t in (0, 1] (t counted from 0, :mod:`trpojax.core.schedules`):
 
     theta~_t  = theta_t + ((1 - eta_t) / eta_t) (theta_t - theta_{t-1})      (look-ahead point)
     tau_t     ~ p(. | pi_{theta~_t})                                         (n trajectories of horizon H)

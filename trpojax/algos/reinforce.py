@@ -1,7 +1,7 @@
 """REINFORCE / GPOMDP with reward-to-go and an optional baseline (Williams 1992; Baxter & Bartlett 2001).
 
 Each update samples n trajectories of horizon H from reset at theta_t
-(:func:`trpojax.rollout.episodic_rollout`) and ascends J_H(theta) = E[sum_{t<H} gamma^t r_t] along
+(:func:`trpojax.envs.episodic_rollout`) and ascends J_H(theta) = E[sum_{t<H} gamma^t r_t] along
 
     g_hat = (1/n) sum_i sum_t mask_t gamma^t (G_t - b(s_t)) grad log pi_theta(a_t | s_t),
     G_t = sum_{h>=t} gamma^{h-t} mask_h r_h,

@@ -1,7 +1,7 @@
 """Sweep programs: seeds x hyperparameter grids, one vmapped program per static group, sharded over devices.
 
-Every (config, seed) pair of a sweep (:mod:`trpojax.sweep_spec` describes the file) is one *run*. Float
-hyperparameters are traced pytree leaves of the config (:mod:`trpojax.hparams`), so configs that differ
+Every (config, seed) pair of a sweep (:mod:`trpojax.sweep.spec` describes the file) is one *run*. Float
+hyperparameters are traced pytree leaves of the config (:mod:`trpojax.core.hparams`), so configs that differ
 only in floats share one compiled program: their float leaves are stacked along a flat run axis together
 with the seed keys, and the run axis is vmapped and split over every visible device with ``shard_map`` on a
 1-D ``jax.sharding.Mesh`` (padded to a multiple of the device count by repeating the last run; devices

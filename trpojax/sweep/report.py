@@ -5,7 +5,7 @@
 ``train_return_final`` (the mean return of the episodes finished in the last update's rollout) and
 ``env_steps``. ``curves.csv`` has one row per run and update. ``summary.md`` ranks the configs by the
 interquartile mean of ``eval_return`` over seeds with 95% stratified-bootstrap intervals
-(:mod:`trpojax.stats`); ``curves.png`` plots the best configs' mean return against environment steps.
+(:mod:`trpojax.core.stats`); ``curves.png`` plots the best configs' mean return against environment steps.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Executable theory: every theorem behind the methods, checked on exact tabular MDPs.
 
 ``python -m trpojax.verify [--mdps N] [--seed S] [--json PATH]`` draws N random MDPs, computes exact
-values, visitations, gradients and Fisher matrices with :mod:`trpojax.tabular` in float64, feeds them to
+values, visitations, gradients and Fisher matrices with :mod:`trpojax.core.tabular` in float64, feeds them to
 one checker per statement and prints a table: statement, instances, worst relative error (identities) or
 worst violation value - bound (bounds, <= 0 when they hold), whether it holds, and for bounds the median
 slack bound - value and the largest ratio value / bound. Exit code 0 when all hold, 1 naming the first

@@ -1,6 +1,6 @@
 """Exact quantities (JAX, float64) that the checkers consume: one function per group of statements.
 
-Each is a pure function of a tabular MDP and softmax logits built on :mod:`trpojax.tabular`, vmapped over the
+Each is a pure function of a tabular MDP and softmax logits built on :mod:`trpojax.core.tabular`, vmapped over the
 random MDPs by :mod:`trpojax.verify.suite`.
 """
 

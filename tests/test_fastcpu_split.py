@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from trpojax import config as config_lib
-from trpojax.algos import registry
+from trpojax.algos import REGISTRY
 from trpojax.config import ConfigError
-from trpojax.fastcpu.split import SplitRunner
-from trpojax.train import make_trainer, seed_keys, use_split
+from trpojax.fastcpu.options import use_split
+from trpojax.fastcpu.split import SplitRunner, split_programs
+from trpojax.trainer import make_trainer, seed_keys
 
 SMALL = {
     "algo": "trpo", "env": "CartPole-v1", "num_seeds": 2, "num_envs": 4, "num_steps": 32,
@@ -36,7 +37,7 @@ def _assert_trees_close(a, b, rtol=1e-4, atol=1e-5):
 @pytest.mark.parametrize("algo", ["trpo", "npg"])
 def test_split_chunk_matches_the_scanned_chunk(algo):
     config, trainer, states = _setup(algo)
-    runner = SplitRunner(trainer.split)
+    runner = SplitRunner(split_programs(trainer.learner))
     try:
         split_states, split_metrics = runner(states, config, 3)
     finally:
@@ -54,7 +55,7 @@ def test_split_chunk_matches_the_scanned_chunk(algo):
 
 def test_split_chunks_compose_bitwise():
     config, trainer, states = _setup()
-    runner = SplitRunner(trainer.split)
+    runner = SplitRunner(split_programs(trainer.learner))
     try:
         whole, whole_metrics = runner(states, config, 5)
         runner.close()
@@ -79,7 +80,7 @@ def test_a_failing_critic_reaches_the_caller():
     def broken_critic(*args):
         raise FloatingPointError("critic exploded")
 
-    runner = SplitRunner(trainer.split._replace(critic=broken_critic))
+    runner = SplitRunner(split_programs(trainer.learner)._replace(critic=broken_critic))
     try:
         with pytest.raises(FloatingPointError, match="critic exploded"):
             runner(states, config, 2)
@@ -90,14 +91,16 @@ def test_a_failing_critic_reaches_the_caller():
 def test_who_runs_split():
     assert jax.default_backend() == "cpu"
     trpo = config_lib.from_dict(SMALL)
-    assert use_split(trpo)
-    assert not use_split(dataclasses.replace(trpo, execution="scan"))
-    assert use_split(dataclasses.replace(trpo, execution="split"))
-    assert use_split(config_lib.from_dict({"algo": "npg", "env": "CartPole-v1", "num_seeds": 8}))
-    for algo, spec in registry().items():
-        if not spec.splittable:
+    has_split = make_trainer(trpo).learner.split is not None
+    assert has_split and use_split(trpo, has_split)
+    assert not use_split(dataclasses.replace(trpo, execution="scan"), has_split)
+    assert use_split(dataclasses.replace(trpo, execution="split"), has_split)
+    npg = config_lib.from_dict({"algo": "npg", "env": "CartPole-v1", "num_seeds": 8})
+    assert use_split(npg, make_trainer(npg).learner.split is not None)
+    for algo, spec in REGISTRY.items():
+        if spec.episodic:
             episodic = config_lib.from_dict({"algo": algo, "env": "CartPole-v1", "num_envs": 4, "num_steps": 32})
-            assert not use_split(episodic)
-            assert make_trainer(episodic).split is None
+            assert make_trainer(episodic).learner.split is None
+            assert not use_split(episodic, False)
             with pytest.raises(ConfigError, match="execution: 'split' needs an actor-critic algo"):
                 config_lib.from_dict({"algo": algo, "env": "CartPole-v1", "execution": "split"})

@@ -1,4 +1,5 @@
-"""Start-up path: compile options, parallel compilation, the executable cache, the light gymnax import."""
+"""The XLA:CPU fast path: compile options, parallel compilation, the executable cache, host keys; and the light
+gymnax import."""
 
 import dataclasses
 import json
@@ -14,18 +15,11 @@ import pytest
 from trpojax import config as config_lib
 from trpojax.envs import make_env
 from trpojax.envs.gymnax import CLASSIC_CONTROL
-from trpojax.fastcpu.compile import ExecutableCache, compile_programs
-from trpojax.train import (
-    CPU_FAST_OPTIONS,
-    CPU_OPTIMIZED_OPTIONS,
-    EVAL_KEY_SALT,
-    chunk_schedule,
-    compiler_options,
-    eval_keys,
-    make_trainer,
-    seed_keys,
-    threefry_fold_in,
-)
+from trpojax.fastcpu.cache import ExecutableCache
+from trpojax.fastcpu.compile import compile_programs
+from trpojax.fastcpu.keys import run_keys, threefry_fold_in
+from trpojax.fastcpu.options import CPU_FAST_OPTIONS, CPU_OPTIMIZED_OPTIONS, compiler_options
+from trpojax.trainer import EVAL_KEY_SALT, chunk_schedule, eval_keys, make_trainer, seed_keys
 
 TINY = {
     "algo": "trpo", "env": "CartPole-v1", "num_seeds": 2, "num_envs": 4, "num_steps": 32,
@@ -120,8 +114,8 @@ def test_executables_loaded_from_jax_cache_are_not_stored(tmp_path):
     script = textwrap.dedent(
         """
         import sys
-        from trpojax import runner
-        sys.exit(runner.main(["--config", sys.argv[1], "--out", sys.argv[2], "--quiet"]))
+        from trpojax.train import main
+        sys.exit(main(["--config", sys.argv[1], "--out", sys.argv[2], "--quiet"]))
         """
     )
 
@@ -207,8 +201,11 @@ def test_host_seed_keys_match_jax_random(seed):
     config = config_lib.from_dict({**TINY, "seed": seed, "num_seeds": 5})
     base = jax.random.PRNGKey(seed)
     expected = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(5)])
+    host_keys, host_eval_keys = run_keys(config)
+    np.testing.assert_array_equal(np.asarray(host_keys), expected)
     np.testing.assert_array_equal(np.asarray(seed_keys(config)), expected)
     salted = np.stack([np.asarray(jax.random.fold_in(k, EVAL_KEY_SALT)) for k in expected])
+    np.testing.assert_array_equal(np.asarray(host_eval_keys), salted)
     np.testing.assert_array_equal(np.asarray(eval_keys(config)), salted)
     top = np.asarray(jax.random.fold_in(base, 2**32 - 1))
     np.testing.assert_array_equal(threefry_fold_in(np.asarray(base), 2**32 - 1), top)
@@ -216,14 +213,14 @@ def test_host_seed_keys_match_jax_random(seed):
 
 def test_wait_raises_a_failed_computation_instead_of_hanging(monkeypatch):
     """The run loop waits on a helper thread; an error there must reach the caller (it once hung)."""
-    import trpojax.runner as runner
+    from trpojax.train import loop
 
     def fail(tree):
         raise RuntimeError("device error")
 
-    monkeypatch.setattr(runner.jax, "block_until_ready", fail)
+    monkeypatch.setattr(loop.jax, "block_until_ready", fail)
     with pytest.raises(RuntimeError, match="device error"):
-        runner._wait(np.zeros(3))
+        loop._wait(np.zeros(3))
 
 
 def test_pending_program_reraises_its_compile_error():
