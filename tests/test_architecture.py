@@ -129,7 +129,7 @@ def find_cycle(graph: dict[str, dict[str, list[str]]] | dict[str, list[str]]) ->
                 continue
             state = color.get(nxt, black)  # edges out of the graph's nodes end there
             if state == grey:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if state == white:
                 color[nxt] = grey
                 path.append(nxt)

@@ -90,3 +90,11 @@ def test_bad_files(tmp_path):
     top.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         config_lib.load(top)
+
+
+def test_exponent_floats_without_a_decimal_point_are_numbers():
+    """YAML 1.1 reads ``1e-10`` as a string; float fields accept it (from files and --set) as the number."""
+    cfg = config_lib.from_dict({"trpo": {"cg_tol": "1e-10"}}, ["trpo.max_kl=2E-2", "gamma=9.9e-1"])
+    assert cfg.trpo.cg_tol == 1e-10 and cfg.trpo.max_kl == 0.02 and cfg.gamma == 0.99
+    with pytest.raises(ConfigError, match="trpo.cg_tol: expected a number, got str '1e-x'"):
+        config_lib.from_dict({}, ["trpo.cg_tol=1e-x"])

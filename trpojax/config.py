@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,13 @@ def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: must be one of {allowed}, got {value!r}{_close(str(value), choices)}")
 
 
+_EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # YAML 1.1 reads 1e-10 as a string
+
+
 def _coerce(path: str, value: Any, tp: Any) -> Any:
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from trpojax.core.tree import keep_if_valid
+
 PyTree = Any
 
 
@@ -88,11 +90,10 @@ def conjugate_gradient(
         ok = ok & jnp.isfinite(rs)
         beta = jnp.where(ok, rs / jnp.where(state.rs > 0, state.rs, 1.0), 0.0)
         p = optax.tree.add_scale(r, beta, state.p)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
         return _CGState(
-            x=keep(x, state.x),
-            r=keep(r, state.r),
-            p=keep(p, state.p),
+            x=keep_if_valid(ok, x, state.x),
+            r=keep_if_valid(ok, r, state.r),
+            p=keep_if_valid(ok, p, state.p),
             rs=jnp.where(ok, rs, state.rs),
             iters=state.iters + ok.astype(jnp.int32),
             broken=~ok,

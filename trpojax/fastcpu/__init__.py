@@ -17,6 +17,7 @@ benchmarks/RESULTS.md measures what each piece buys.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ from trpojax.trainer import Programs, Trainer
 
 def applies(config: Config) -> bool:
     """Whether a run of ``config`` takes the fast path: on the CPU backend, or when it asks for split
-    execution."""
+    execution; never when the environment variable ``TRPOJAX_FASTCPU`` is ``0`` (the plain path, as on
+    GPU and TPU, e.g. to compare the two)."""
+    if os.environ.get("TRPOJAX_FASTCPU", "1") == "0":
+        return False
     return jax.default_backend() == "cpu" or config.execution == "split"
 
 
