@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trpojax.core import estimators, linalg
+from trpojax.core import estimators, linalg, tree
 from trpojax.core.tabular import (
     MDP,
     action_values,
@@ -196,7 +196,7 @@ def trust_region_quantities(
     basis = jnp.eye(size, dtype=theta.dtype).reshape((size,) + theta.shape)
     fisher = jax.vmap(fisher_product)(basis).reshape(size, size)
     cg_solution, _ = linalg.conjugate_gradient(
-        lambda v: fisher_product(v, damping), g, max_iters=4 * size, tol=1e-13 * linalg.tree_norm(g)
+        lambda v: fisher_product(v, damping), g, max_iters=4 * size, tol=1e-13 * tree.norm(g)
     )
     direction = jnp.linalg.solve(fisher + damping * jnp.eye(size, dtype=theta.dtype), g.reshape(-1))
     unit = direction / jnp.linalg.norm(direction)
