@@ -72,3 +72,26 @@ def test_missing_config_file_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "cannot read config" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_plain_path_runs_without_the_cpu_fast_path(tmp_path):
+    """TRPOJAX_FASTCPU=0 takes the path GPUs and TPUs take (jax.random keys, scanned chunks, XLA's default
+    options, no executable cache): the same outputs, rows and metric columns as the fast path."""
+    runs = {}
+    for name, extra in (("plain", {"TRPOJAX_FASTCPU": "0"}), ("fast", {})):
+        out = tmp_path / name
+        args = ["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *TINY, "--set", "execution=scan",
+                "--out", str(out), "--quiet"]
+        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(tmp_path / f"cache-{name}"), **extra}
+        proc = subprocess.run([sys.executable, "-m", "trpojax.train", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (json.loads((out / "summary.json").read_text()), (out / "metrics.csv").read_text())
+    (plain, plain_rows), (fast, fast_rows) = runs["plain"], runs["fast"]
+    assert fast["programs_from_cache"] == 0  # a cold fast-path run compiles everything too
+    assert not (tmp_path / "cache-plain" / "trpojax-executables").exists()  # no executable cache
+    assert (tmp_path / "cache-fast" / "trpojax-executables").is_dir()
+    assert plain_rows.splitlines()[0] == fast_rows.splitlines()[0]
+    assert len(plain_rows.splitlines()) == len(fast_rows.splitlines())
+    assert plain["programs_from_cache"] == 0 and len(plain["eval_return_per_seed"]) == 2
+    assert all(r > 0 for r in plain["eval_return_per_seed"])  # CartPole pays 1 per step
