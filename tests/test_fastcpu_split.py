@@ -2,6 +2,7 @@
 chunk computes; chunks compose; errors reach the caller; who runs split."""
 
 import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -22,11 +23,13 @@ SMALL = {
 }
 
 
+@functools.cache
 def _setup(algo="trpo"):
+    """Config, trainer, initial states and the jitted split stages, shared by the tests (one compilation)."""
     data = {k: v for k, v in SMALL.items() if k != "trpo"}
     config = config_lib.from_dict({**data, "algo": algo, algo: SMALL["trpo"]})
     trainer = make_trainer(config)
-    return config, trainer, trainer.init(seed_keys(config), config)
+    return config, trainer, trainer.init(seed_keys(config), config), split_programs(trainer.learner)
 
 
 def _assert_trees_close(a, b, rtol=1e-4, atol=1e-5):
@@ -36,8 +39,8 @@ def _assert_trees_close(a, b, rtol=1e-4, atol=1e-5):
 
 @pytest.mark.parametrize("algo", ["trpo", "npg"])
 def test_split_chunk_matches_the_scanned_chunk(algo):
-    config, trainer, states = _setup(algo)
-    runner = SplitRunner(split_programs(trainer.learner))
+    config, trainer, states, stages = _setup(algo)
+    runner = SplitRunner(stages)
     try:
         split_states, split_metrics = runner(states, config, 3)
     finally:
@@ -54,8 +57,8 @@ def test_split_chunk_matches_the_scanned_chunk(algo):
 
 
 def test_split_chunks_compose_bitwise():
-    config, trainer, states = _setup()
-    runner = SplitRunner(split_programs(trainer.learner))
+    config, trainer, states, stages = _setup()
+    runner = SplitRunner(stages)
     try:
         whole, whole_metrics = runner(states, config, 5)
         runner.close()
@@ -75,12 +78,12 @@ def test_split_chunks_compose_bitwise():
 
 
 def test_a_failing_critic_reaches_the_caller():
-    config, trainer, states = _setup()
+    config, trainer, states, stages = _setup()
 
     def broken_critic(*args):
         raise FloatingPointError("critic exploded")
 
-    runner = SplitRunner(split_programs(trainer.learner)._replace(critic=broken_critic))
+    runner = SplitRunner(stages._replace(critic=broken_critic))
     try:
         with pytest.raises(FloatingPointError, match="critic exploded"):
             runner(states, config, 2)

@@ -59,7 +59,7 @@ def test_sharded_sweep_matches_single_runs(tmp_path):
     grid_path = path.with_name("grid3.yaml")
     grid_path.write_text(path.read_text().replace("[0.002, 0.05]", "[0.002, 0.02, 0.05]"))
     out = tmp_path / "out"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
     proc = subprocess.run(
         [sys.executable, "-m", "trpojax.sweep", "--config", str(grid_path), "--out", str(out), "--quiet"],
         env=env, capture_output=True, text=True, timeout=300,

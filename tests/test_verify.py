@@ -36,21 +36,18 @@ def pair(mdp, theta):
     return jax.tree.map(np.asarray, jax.jit(verify.pair_quantities)(mdp, theta, theta_new))
 
 
-def test_suite_holds_and_cli_writes_the_same_rows(tmp_path):
+def test_suite_holds_and_cli_writes_the_same_rows(tmp_path, capsys):
     out = tmp_path / "rows.json"
-    cli = subprocess.Popen(  # runs on the other core while the API runs here
-        [sys.executable, "-m", "trpojax.verify", "--mdps", "2", "--seed", "3", "--json", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     rows = verify.run_suite(num_mdps=2, seed=3)
-    stdout, stderr = cli.communicate(timeout=300)
+    capsys.readouterr()
+    # The CLI in this process reuses the suite's compiled programs (the module entry point is checked below).
+    code = verify.main(["--mdps", "2", "--seed", "3", "--json", str(out)])
+    stdout = capsys.readouterr().out
 
     assert [r.statement for r in rows] == [title for _, title, _ in verify.STATEMENTS]
     assert all(r.holds for r in rows), verify.format_table(rows)
     assert {r.statement: r.instances for r in rows}["1 policy gradient theorem"] == 4
-    assert cli.returncode == 0, stderr
+    assert code == 0
     assert "policy gradient theorem" in stdout
     written = json.loads(out.read_text())
     assert written["mdps"] == 2 and written["seed"] == 3
@@ -317,3 +314,9 @@ def test_gradient_variance_bound_fails_with_a_margin_it_does_not_have(x64):
     assert check.holds and 0.29 < check.value / check.bound < 0.33
     assert verify.check_gradient_variance(*args, margin=0.6 * check.bound).holds
     assert not verify.check_gradient_variance(*args, margin=0.75 * check.bound).holds
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "trpojax.verify", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--mdps" in proc.stdout, proc.stderr
