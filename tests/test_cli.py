@@ -93,3 +93,11 @@ def test_the_plain_path_runs_without_the_cpu_fast_path(tmp_path):
     assert header[:5] == ["update", "env_steps", "seed", "episode_return_mean", "episode_length_mean"]
     assert {"kl", "surrogate_gain", "cg_iters", "value_loss"} <= set(header)
     assert len(lines) == 1 + 4 * 2  # 4 updates x 2 seeds
+
+
+@pytest.mark.parametrize("script", ["trpojax-train", "trpojax-sweep", "trpojax-evaluate", "trpojax-verify"])
+def test_console_scripts_are_installed(script):
+    """pyproject's [project.scripts] beside ``python -m trpojax.<command>``."""
+    path = Path(sys.executable).parent / script
+    proc = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr

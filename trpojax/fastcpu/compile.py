@@ -170,6 +170,8 @@ def compile_programs(
         metric_names=list(metric_names),
         compile_s=time.perf_counter() - t0,
         cached=cached,
+        in_flight=1 if split is not None else 2,  # a split chunk runs on the host threads until done
+        close=run_chunk.close if split is not None else (lambda: None),
     )
 
 

@@ -310,9 +310,8 @@ def run(
     states = programs.init(keys, config) if resume is None else resume.state
     steps_per_update = trainer.learner.env_steps_per_update
     out = RunOutputs(config, out_dir, programs.metric_names, steps_per_update, resume, len(lengths), progress)
-    in_flight = 1 if hasattr(programs.run_chunk, "close") else 2  # a split runner returns when done
     try:
-        for chunk in run_chunks(programs, config, states, lengths, stop_requested, in_flight):
+        for chunk in run_chunks(programs, config, states, lengths, stop_requested, programs.in_flight):
             diverged = first_divergence(chunk.metrics, out.done + 1)
             if diverged is not None:
                 raise out.diverged(chunk, *diverged, programs)
@@ -322,8 +321,7 @@ def run(
             raise RunInterrupted(out.done, out.save(states, out.done))
     finally:
         out.close()
-        if hasattr(programs.run_chunk, "close"):
-            programs.run_chunk.close()
+        programs.close()
     return _finish(config, out_dir, states, programs, keys_eval, out.train_s, start_time, steps_per_update)
 
 

@@ -154,6 +154,9 @@ class Programs(NamedTuple):
         metric_names: the keys of a chunk's metrics (empty when there are no chunks).
         compile_s: wall-clock seconds spent tracing, compiling or loading before training can start.
         cached: how many of them were loaded instead of compiled (the fast path's executable cache).
+        in_flight: chunks a host loop may dispatch ahead of the one it waits for (2 for compiled scans,
+            which run asynchronously; 1 for a runner that returns when its chunk is done).
+        close: releases what the programs hold (threads); called once the loop is done.
     """
 
     init: Any
@@ -163,6 +166,8 @@ class Programs(NamedTuple):
     metric_names: list[str]
     compile_s: float
     cached: int = 0
+    in_flight: int = 2
+    close: Callable[[], None] = lambda: None
 
 
 class PlainPath:
