@@ -57,14 +57,17 @@ def test_cli_writes_all_outputs(tmp_path):
         (["--set", "env=Pendulum-v9"], "env: unknown environment 'Pendulum-v9'; did you mean 'Pendulum-v1'"),
     ],
 )
-def test_bad_config_exits_2_and_writes_nothing(tmp_path, extra, message):
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, extra, message):
+    """In this process (``main`` is what the module runs; the missing-file case below runs the real process)."""
+    from trpojax import train
+
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    proc = run_cli(["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *extra, "--out", str(out)], tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    assert train.main(["--config", str(ROOT / "configs/trpo_cartpole.yaml"), *extra, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not out.exists()
-    assert not (tmp_path / "runs").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_config_file_exits_2(tmp_path):

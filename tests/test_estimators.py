@@ -82,7 +82,7 @@ def random_mdp_samples():
         mdp = tabular.random_mdp(jax.random.PRNGKey(0), num_states=4, num_actions=3, gamma=0.9)
         theta = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
         v = jax.random.normal(jax.random.PRNGKey(2), (4, 3))
-        return sampled_estimates(mdp, theta, v, horizon=6, num=50_000, key=jax.random.PRNGKey(3))
+        return sampled_estimates(mdp, theta, v, horizon=6, num=25_000, key=jax.random.PRNGKey(3))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def frozen_lake_samples():
         # A noisy version of a good policy, so that a fair share of the trajectories reach the goal.
         theta = 3.0 * greedy_policy(mdp) + 0.3 * jax.random.normal(jax.random.PRNGKey(4), (16, 4))
         v = jax.random.normal(jax.random.PRNGKey(5), (16, 4))
-        return sampled_estimates(mdp, theta, v, horizon=20, num=50_000, key=jax.random.PRNGKey(6))
+        return sampled_estimates(mdp, theta, v, horizon=20, num=25_000, key=jax.random.PRNGKey(6))
 
 
 @pytest.fixture(params=["random_mdp", "frozen_lake"])

@@ -11,6 +11,9 @@ from jax.flatten_util import ravel_pytree
 from trpojax.algos import trpo
 from trpojax.networks import PolicyNetwork, ValueNetwork
 
+# One compiled program per configuration shape (op-by-op dispatch would compile each primitive on its own).
+POLICY_UPDATE = jax.jit(trpo.policy_update, static_argnums=3)
+
 
 def make_batch(discrete, key, n=256, obs_dim=4, action_dim=2):
     policy = PolicyNetwork(action_dim, discrete, (16,), "tanh", 0.0)
@@ -62,12 +65,12 @@ def test_step_direction_matches_dense_natural_gradient(x64):
         new = policy.apply(unravel(z), batch.obs)
         return jnp.mean(jnp.exp(new.log_prob(batch.actions) - old.log_prob(batch.actions)) * batch.advantages)
 
-    fisher = jax.hessian(lambda z: jnp.mean(old.kl(policy.apply(unravel(z), batch.obs))))(flat)
+    fisher = jax.jit(jax.hessian(lambda z: jnp.mean(old.kl(policy.apply(unravel(z), batch.obs)))))(flat)
     fisher = fisher + config.cg_damping * jnp.eye(flat.size)
     g = jax.grad(surrogate)(flat)
     s = jnp.linalg.solve(fisher, g)
     expected = flat + jnp.sqrt(2 * config.max_kl / (s @ fisher @ s)) * s
-    new_params, metrics = trpo.policy_update(params, batch, config, policy.apply)
+    new_params, metrics = POLICY_UPDATE(params, batch, config, policy.apply)
     assert float(metrics["accepted"]) == 1.0  # a tiny trust region: the quadratic model is accurate
     np.testing.assert_allclose(ravel_pytree(new_params)[0], expected, rtol=1e-5, atol=1e-9)
 
@@ -87,7 +90,7 @@ def test_rejected_update_keeps_parameters(case):
         config = dataclasses.replace(config, cg_damping=-10.0)
     else:  # every trial step is scaled past the trust region: backtrack_ratio**k too large
         config = dataclasses.replace(config, max_kl=1e-30, backtrack_steps=2)
-    new_params, metrics = trpo.policy_update(state.policy_params, batch, config, policy.apply)
+    new_params, metrics = POLICY_UPDATE(state.policy_params, batch, config, policy.apply)
     assert float(metrics["accepted"]) == 0.0
     assert float(metrics["rejected_updates"]) == 1.0
     for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(state.policy_params), strict=True):
