@@ -1,15 +1,17 @@
 """Shared pytest fixtures and settings.
 
-The suite compiles many small programs, and XLA:CPU's compile time dominates it. Tests (and the CLI
-processes they start, which inherit the environment) compile with the options the CLI's fast path uses for
-short runs (``trpojax.fastcpu.options.CPU_FAST_OPTIONS``: LLVM at -O1, XLA's classic fusion emitters),
-which compile in about 40% less CPU time than XLA's defaults (benchmarks/RESULTS.md, "Test suite").
+The suite compiles many small programs, and XLA:CPU's compile time dominates it. Tests compile with the
+options the CLI's fast path uses for programs that run once (``trpojax.fastcpu.options.CPU_ONE_SHOT_OPTIONS``:
+LLVM at -O0, XLA's classic fusion emitters), set here through ``XLA_FLAGS`` so that the CLI processes the
+tests start inherit them too (where the CLI passes its own options for a program, those apply). This takes
+the suite from about 500 to about 390 CPU-seconds (benchmarks/RESULTS.md, "Test suite"); a test that runs a
+long program compiles it with the CLI's options for it (tests/test_learning.py).
 """
 
 import os
 
 # Before JAX starts its backend; appended to, not replacing, any XLA_FLAGS the caller set.
-_FAST = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1"
+_FAST = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 if _FAST not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST}".strip()
 
@@ -22,3 +24,19 @@ def x64():
     """Run the test body with 64-bit floats enabled (numerical oracles), restoring the default after."""
     with jax.enable_x64(True):
         yield
+
+
+# Modules whose tests take longest, started first: the two workers then end together instead of one
+# waiting while the other runs a long test picked up last.
+HEAVY_FIRST = ("test_sweep.py", "test_learning.py", "test_readme.py", "test_fastcpu.py", "test_verify.py",
+               "test_fastcpu_split.py", "test_learning_pg.py", "test_cli.py", "test_estimators.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Order the collected tests heavy modules first (stable within a module)."""
+
+    def rank(item):
+        name = item.path.name
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)
