@@ -268,6 +268,9 @@ def from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Con
 
 def validate(config: Config) -> None:
     """Cross-field checks: a known environment, options the algorithm supports, a budget of >= 1 update."""
+    if type(config) is not RUN_CONFIGS.get(config.algo):
+        raise ConfigError(f"algo: {config.algo!r} does not match the config's class {type(config).__name__} "
+                          "(build configs with from_dict, load or default)")
     try:
         check_env_name(config.env)
         spec = make_env(config.env)

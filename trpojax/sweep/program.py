@@ -154,8 +154,9 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     keys = put(np.asarray(seed_keys(config))[seed_index])
-    leaves = [jax.tree.leaves(sweep.configs[i]) for i in range(len(sweep.configs))]
-    stacked = [np.asarray([leaves[i][k] for i in config_index], np.float32) for k in range(len(leaves[0]))]
+    leaves = {i: jax.tree.leaves(sweep.configs[i]) for i in group.configs}  # one structure within a group
+    num_leaves = len(leaves[group.configs[0]])
+    stacked = [np.asarray([leaves[i][k] for i in config_index], np.float32) for k in range(num_leaves)]
     run_configs = jax.tree.unflatten(jax.tree.structure(config), [put(x) for x in stacked])
 
     def chunk(state: Any, run_config: Config, length: int) -> tuple[Any, jax.Array]:
