@@ -10,8 +10,13 @@ long program compiles it with the CLI's options for it (tests/test_learning.py).
 
 import os
 
-# Before JAX starts its backend; appended to, not replacing, any XLA_FLAGS the caller set.
-_FAST = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+from trpojax.fastcpu.options import classic_emitters_available  # noqa: E402  (imports no JAX backend)
+
+# Before JAX starts its backend; appended to, not replacing, any XLA_FLAGS the caller set. XLA aborts the
+# process on a flag it does not know, so the classic emitters are asked for only where they exist.
+_FAST = "--xla_backend_optimization_level=0"
+if classic_emitters_available():
+    _FAST = f"--xla_cpu_use_fusion_emitters=false {_FAST}"
 if _FAST not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST}".strip()
 

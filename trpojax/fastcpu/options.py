@@ -5,6 +5,8 @@ Numbers: benchmarks/RESULTS.md, "Compile latency" and "Split execution".
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 from typing import Any
 
 import jax
@@ -35,11 +37,25 @@ def compiler_options(config: Config | None = None, one_shot: bool = False) -> di
     if jax.default_backend() != "cpu":
         return None
     if one_shot:
-        return dict(CPU_ONE_SHOT_OPTIONS)
+        return _supported(CPU_ONE_SHOT_OPTIONS)
     mode = config.compile_mode if config is not None else "optimized"
     if mode == "auto":
         mode = "fast" if config.total_env_steps * config.num_seeds <= FAST_COMPILE_MAX_STEPS else "optimized"
-    return dict(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
+    return _supported(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
+
+
+def classic_emitters_available() -> bool:
+    """Whether this jaxlib's XLA still has ``xla_cpu_use_fusion_emitters`` (jaxlib 0.11 dropped it: its
+    fusion emitters are the only ones, and the option is an error)."""
+    version = tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version("jaxlib"))[:2])
+    return version < (0, 11)
+
+
+def _supported(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without those this jaxlib does not know."""
+    if classic_emitters_available():
+        return dict(options)
+    return {k: v for k, v in options.items() if k != "xla_cpu_use_fusion_emitters"}
 
 
 def use_split(config: Config, has_split: bool) -> bool:
