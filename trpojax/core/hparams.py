@@ -55,12 +55,8 @@ def is_config_class(tp: Any) -> bool:
 def config_dataclass(cls: type) -> type:
     """Make ``cls`` a frozen dataclass and register it as a pytree (floats traced, the rest static)."""
     cls = dataclasses.dataclass(frozen=True)(cls)
-    hints = typing.get_type_hints(cls)
-    data, meta = [], []
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        traced = (tp is float and not f.metadata.get("static", False)) or is_config_class(tp)
-        (data if traced else meta).append(f.name)
+    data = traced_fields(cls)
+    meta = [f.name for f in dataclasses.fields(cls) if f.name not in data]
     cls.__trpojax_config__ = True
     jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
     return cls
@@ -72,17 +68,14 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def traced_fields(cls: type) -> list[str]:
-    """Names of the fields of config class ``cls`` that are pytree leaves (traced floats and sections)."""
-    return [f.name for f in dataclasses.fields(cls) if f.name in _data_fields(cls)]
-
-
-def _data_fields(cls: type) -> set[str]:
+    """Names of the fields of config class ``cls`` that are pytree leaves: ``float`` fields not declared
+    ``static`` (traced hyperparameters) and nested config sections."""
     hints = typing.get_type_hints(cls)
-    return {
+    return [
         f.name
         for f in dataclasses.fields(cls)
         if (hints[f.name] is float and not f.metadata.get("static", False)) or is_config_class(hints[f.name])
-    }
+    ]
 
 
 class TracedOnly:
@@ -125,7 +118,7 @@ def static_view(config: Any, prefix: str = "") -> Any:
     cls = type(config)
     hints = typing.get_type_hints(cls)
     changes = {}
-    for name in _data_fields(cls):
+    for name in traced_fields(cls):
         path = f"{prefix}{name}"
         if is_config_class(hints[name]) or is_config_class(type(getattr(config, name))):
             changes[name] = static_view(getattr(config, name), f"{path}.")

@@ -37,7 +37,7 @@ import yaml
 
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
-from trpojax.core.hparams import field_types, is_config_class
+from trpojax.core.hparams import field_types, is_config_class, traced_fields
 
 SWEEP_KEYS = ("name", "base", "set", "num_seeds", "grid", "random", "memory_limit_gb")
 NOT_SWEPT = {
@@ -88,7 +88,7 @@ def config_fields(cls: type | None = None, prefix: str = "") -> tuple[dict[str, 
             fields.update(sub_fields)
             sections |= sub_sections
         return fields, sections
-    types = field_types(cls)
+    types, traced = field_types(cls), traced_fields(cls)
     for f in dataclasses.fields(cls):
         path, tp = prefix + f.name, types[f.name]
         if is_config_class(tp):
@@ -97,7 +97,7 @@ def config_fields(cls: type | None = None, prefix: str = "") -> tuple[dict[str, 
             fields.update(sub_fields)
             sections |= sub_sections
         else:
-            fields[path] = (tp, tp is float and not f.metadata.get("static", False))
+            fields[path] = (tp, f.name in traced)
     return fields, sections
 
 
