@@ -5,13 +5,14 @@ gymnax >= 1.0 ``step`` already honours the interface's contract (automatic reset
 ``EnvParams`` bound.
 
 Import time: ``import gymnax`` runs ``gymnax/__init__.py``, which imports every environment family, and
-through ``misc.pong`` and ``bsuite`` also seaborn, scipy.stats and matplotlib: about 1.1 s of a 2-core
-machine's start-up, more than the whole rest of trpojax's imports. The five classic-control environments
-need none of it. :func:`classic_control_env` imports just ``gymnax.environments.{environment, spaces}`` and
-the one environment module. To do so it registers gymnax's two package modules (and ``classic_control``) as
-*deferred* modules: real module objects with gymnax's own spec and ``__path__``, whose ``__init__`` code runs
-in place the first time a name it defines is looked up (PEP 562 ``__getattr__``). Later code that does
-``import gymnax; gymnax.make(...)`` therefore gets the complete, ordinary package and the same classes.
+through ``misc.pong`` and ``bsuite`` also seaborn, scipy.stats and matplotlib: more of a short run's start-up
+than the whole rest of trpojax's imports (benchmarks/RESULTS.md measures it). The five classic-control
+environments need none of it. :func:`classic_control_env` imports just ``gymnax.environments.{environment,
+spaces}`` and the one environment module. To do so it registers gymnax's two package modules (and
+``classic_control``) as *deferred* modules: real module objects with gymnax's own spec and ``__path__``, whose
+``__init__`` code runs in place the first time a name it defines is looked up (PEP 562 ``__getattr__``). Later
+code that does ``import gymnax; gymnax.make(...)`` therefore gets the complete, ordinary package and the same
+classes.
 Every other id goes through ``gymnax.make`` as usual.
 """
 
@@ -137,7 +138,7 @@ def make(name: str) -> EnvSpec:
     env, params = make_native(name)
     space_types = spaces()
     # gymnax builds the observation space's bounds with jax.numpy, which run eagerly as small XLA programs
-    # compiled on the spot (about 0.1 s on CPU, before the run's own compilation can start); only the
+    # compiled on the spot (before the run's own compilation can start); only the
     # shape is needed, so the space is built abstractly.
     obs_shape = jax.eval_shape(lambda: jnp.zeros(env.observation_space(params).shape)).shape
     space = env.action_space(params)

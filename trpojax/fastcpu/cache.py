@@ -1,14 +1,14 @@
 """The executable cache: compiled programs on disk under a key that needs no tracing.
 
-JAX's persistent compilation cache still needs every program traced and lowered to find it (about 1 s for
-TRPO). :class:`ExecutableCache` skips that: it stores each compiled executable (serialised by
-``jax.experimental.serialize_executable``) under a key made of everything that determines the program
-without tracing it: the hash of trpojax's own source files, the versions of jax, jaxlib, flax, optax, gymnax
-and chex, the backend and its devices, ``XLA_FLAGS`` and JAX's configuration, the run config's static
-fields and shapes (its pytree structure), the program and its compile options. Any change to these is a
-miss, and a miss (or an unreadable entry) just compiles as usual and overwrites the entry. Entries are
-written atomically; the oldest beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it
-trusts its directory as much as JAX trusts its own cache directory.
+JAX's persistent compilation cache still needs every program traced and lowered to find it.
+:class:`ExecutableCache` skips that: it stores each compiled executable (serialised by
+``jax.experimental.serialize_executable``) under a key made of everything that determines the program without
+tracing it: the hash of trpojax's own source files, the versions of jax, jaxlib, flax, optax, gymnax and chex,
+the backend and its devices, ``XLA_FLAGS`` and JAX's configuration, the run config's static fields and shapes
+(its pytree structure), the program and its compile options. Any change to these is a miss, and a miss (or an
+unreadable entry) just compiles as usual and overwrites the entry. Entries are written atomically; the oldest
+beyond :data:`MAX_ENTRIES` are removed. The cache holds pickled files, so it trusts its directory as much as
+JAX trusts its own cache directory.
 
 Only fresh compilations are stored, and before their first run (XLA:CPU cannot serialise an executable that
 has run): an executable JAX itself loaded from its persistent cache serialises without its kernels
@@ -90,10 +90,10 @@ class ExecutableCache:
     def store_later(self, key: str, compiled: Any, extra: Any = None) -> None:
         """Queue ``compiled`` for :meth:`store` by a later :meth:`write_pending`, before its first run.
 
-        Serialising an executable holds the GIL throughout (about 0.05-0.1 s for a TRPO stage program on
-        CPU), so :func:`compile_programs` does it while its thread would only wait, rather than beside the
-        tracing of the next program. It must happen before the executable first runs: XLA:CPU then adds
-        runtime state that cannot be serialised (such a store fails, and only costs the next run a compile).
+        Serialising an executable holds the GIL throughout, so :func:`compile_programs` does it while its
+        thread would only wait, rather than beside the tracing of the next program. It must happen before the
+        executable first runs: XLA:CPU then adds runtime state that cannot be serialised (such a store fails,
+        and only costs the next run a compile).
         """
         with self._lock:
             self._pending.append((key, compiled, extra))

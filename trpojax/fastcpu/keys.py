@@ -1,9 +1,9 @@
 """Seed and evaluation keys computed on the host, so a run compiles no small device programs for them.
 
-``jax.random.PRNGKey`` and ``fold_in`` run eagerly as tiny XLA programs compiled on the spot (about 0.07 s
-each on CPU, before the run's own compilation can start). With JAX's default threefry PRNG and a seed
-below 2**31, :func:`run_keys` computes the same keys in NumPy (tests/test_fastcpu.py checks them against
-``jax.random``); otherwise it falls back to ``jax.random``.
+``jax.random.PRNGKey`` and ``fold_in`` run eagerly as tiny XLA programs compiled on the spot, before the run's
+own compilation can start (benchmarks/RESULTS.md, "The CPU fast path, piece by piece"). With JAX's default
+threefry PRNG and a seed below 2**31, :func:`run_keys` computes the same keys in NumPy (tests/test_fastcpu.py
+checks them against ``jax.random``); otherwise it falls back to ``jax.random``.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ import jax
 
 from trpojax.config import Config
 
-# XLA:CPU options for the trainer's programs (numbers: benchmarks/RESULTS.md, "Compile latency").
-# LLVM at -O1 instead of XLA's default compiles the TRPO chunk program about 1.5x faster and runs it as fast.
-# XLA's classic fusion emitters instead of its newer MLIR ones compile it about 2x faster again, and run a
-# one-seed program as fast, but a vmapped 8-seed program about 30% slower; so the classic emitters are used
-# for short runs ("fast"), and for programs that run once (init, the final evaluation, also at -O0).
+# XLA:CPU options for the trainer's programs (benchmarks/RESULTS.md, "Compile latency", measures them).
+# LLVM at -O1 instead of XLA's default compiles the training programs faster and runs them as fast. XLA's
+# classic fusion emitters instead of its newer ones compile faster again and run a one-seed program as
+# fast, but a vmapped many-seed program slower; so the classic emitters are used for short runs ("fast"),
+# and for programs that run once (init, the final evaluation, also at -O0).
 CPU_OPTIMIZED_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 1}
 CPU_FAST_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 CPU_ONE_SHOT_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
