@@ -27,7 +27,7 @@ import yaml
 
 from trpojax.algos import REGISTRY, AlgorithmSpec
 from trpojax.core.hparams import config_dataclass, field_types, hp, is_config_class, section, static_view
-from trpojax.envs import UnknownEnvError, check_env_name, make_env
+from trpojax.envs import UnknownEnvError, make_env
 from trpojax.networks import ACTIVATIONS
 
 
@@ -272,7 +272,6 @@ def validate(config: Config) -> None:
         raise ConfigError(f"algo: {config.algo!r} does not match the config's class {type(config).__name__} "
                           "(build configs with from_dict, load or default)")
     try:
-        check_env_name(config.env)
         spec = make_env(config.env)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None

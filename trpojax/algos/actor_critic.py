@@ -253,17 +253,15 @@ def make_learner(
     config: RunConfig,
     spec: EnvSpec,
     policy_update: Callable[[Any, Batch, Any, PolicyApply], tuple[Any, dict[str, jax.Array]]],
-    section: str,
 ) -> Learner:
     """Bind an actor-critic method to an environment: continuing rollouts, GAE, its policy step, the critic
-    fit of :func:`value_update` (as :func:`update_with_critic` composes them).
+    fit of :func:`fit_critic` (as :func:`update_with_critic` composes them).
 
     Args:
-        config: the run config (static fields fix shapes).
+        config: the run config (a static view: static fields fix shapes; the algorithm's section is read
+            from the run config passed to ``step``, ``run_config.algo_section``, so its floats may be traced).
         spec: the environment.
         policy_update: ``(theta, batch, section_config, policy_apply) -> (theta, metrics)``.
-        section: the name of the algorithm's config section (``"trpo"``, ``"npg"``), read from the run
-            config passed to ``step`` so its float fields may be traced.
 
     Returns:
         A :class:`~trpojax.algos.Learner` whose ``step`` is ``split.step`` (:class:`SplitStep`).
@@ -313,13 +311,13 @@ def make_learner(
         return Batch(obs=flat(obs), actions=flat(tr.action), advantages=advantages, returns=flat(returns))
 
     def policy_stage(policy_params: Any, batch: Batch, run_config: RunConfig) -> tuple[Any, dict[str, jax.Array]]:
-        return policy_update(policy_params, batch, getattr(run_config, section), policy.apply)
+        return policy_update(policy_params, batch, run_config.algo_section, policy.apply)
 
     def critic_stage(
         value_params: Any, opt_state: Any, batch: Batch, key: jax.Array, run_config: RunConfig
     ) -> tuple[Any, Any, dict[str, jax.Array]]:
         value_params, opt_state, value_loss = fit_critic(
-            value_params, opt_state, batch, key, getattr(run_config, section), value.apply
+            value_params, opt_state, batch, key, run_config.algo_section, value.apply
         )
         return value_params, opt_state, {"value_loss": value_loss}
 
@@ -327,7 +325,7 @@ def make_learner(
     return Learner(
         init=init_state,
         step=split.step,
-        env_steps_per_update=num_envs * num_steps,
+        env_steps_per_update=config.steps_per_update,
         policy=policy,
         split=split,
     )

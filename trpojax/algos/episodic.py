@@ -98,28 +98,26 @@ def make_learner(
     config: RunConfig,
     spec: EnvSpec,
     *,
-    section: str,
     init: Callable[[Any, Any, Any], Any],
     update: Callable[..., tuple[Any, dict[str, jax.Array]]],
     sample: SampleFn,
-    extra_trajectories: int = 0,
     critic: bool = False,
 ) -> Learner:
     """Bind an episodic method to an environment.
 
     Each ``step``: ``sample(agent, key, section, draw, gamma) -> (batch, next_key)`` draws the method's
     batch (``batch.episodes`` the gradient trajectories, reported as the episode metrics) with
-    ``draw(params, key, n)``, n (default ``num_envs``) trajectories of horizon H = ``num_steps`` at ``params``; then
-    ``update(agent, batch, key, section, nets=...)``.
+    ``draw(params, key, n)``, n (default ``num_envs``) trajectories of horizon H = ``num_steps`` at
+    ``params``; then ``update(agent, batch, key, section, nets=...)``, ``section`` the run config's
+    ``algo_section``. Every simulated step counts: ``env_steps_per_update`` is the config's
+    ``steps_per_update`` (its :class:`~trpojax.algos.base.AlgorithmSpec` adds HARPG's extra batch).
 
     Args:
         config: the run config (a static view: its float fields are read from the traced run config).
         spec: the environment.
-        section: the algorithm's config section name.
         init: ``(policy_params, value_params, section) -> agent``.
         update: the algorithm's pure update (the uniform signature of :mod:`trpojax.algos.base`).
         sample: see above.
-        extra_trajectories: trajectories per update beyond ``num_envs`` (counted as env steps).
         critic: build a value network (REINFORCE's baseline); its parameters go to ``init``.
     """
     policy = make_policy(config.network, spec)
@@ -137,19 +135,18 @@ def make_learner(
             policy_key, key = jax.random.split(key)
         dummy = jnp.zeros((spec.obs_dim,), jnp.float32)
         value_params = value.init(value_key, dummy) if critic else None
-        agent = init(policy.init(policy_key, dummy), value_params, getattr(run_config, section))
+        agent = init(policy.init(policy_key, dummy), value_params, run_config.algo_section)
         return TrainState(
             agent=agent, obs_stats=init_running_stats(spec.obs_dim), runner=None, key=key,
             update=jnp.zeros((), jnp.int32),
         )
 
     def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-        hyper = getattr(run_config, section)
+        hyper = run_config.algo_section
         batch, key = sample(state.agent, state.key, hyper, draw, run_config.gamma)
         update_key = jax.random.fold_in(state.key, _UPDATE_KEY_SALT)
         agent, metrics = update(state.agent, batch, update_key, hyper, nets=nets)
         new_state = state._replace(agent=agent, key=key, update=state.update + 1)
         return new_state, {**episode_metrics(batch.episodes), **metrics}
 
-    steps = (config.num_envs + extra_trajectories) * horizon
-    return Learner(init=init_state, step=step, env_steps_per_update=steps, policy=policy)
+    return Learner(init=init_state, step=step, env_steps_per_update=config.steps_per_update, policy=policy)

@@ -177,10 +177,7 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     Each update samples n = ``num_envs`` trajectories at theta_t and m = ``harpg.hvp_trajectories`` at
     theta^_t, all of horizon H = ``num_steps``.
     """
-    return episodic.make_learner(
-        config, spec, section="harpg", init=init, update=update, sample=sample,
-        extra_trajectories=config.harpg.hvp_trajectories,
-    )
+    return episodic.make_learner(config, spec, init=init, update=update, sample=sample)
 
 
 SPEC = AlgorithmSpec(

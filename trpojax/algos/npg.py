@@ -116,7 +116,7 @@ def update(
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind NPG to an environment: continuing rollouts of ``num_envs x num_steps``, GAE, :func:`update`."""
-    return actor_critic.make_learner(config, spec, policy_update, "npg")
+    return actor_critic.make_learner(config, spec, policy_update)
 
 
 SPEC = AlgorithmSpec("npg", Config, make_learner, "natural policy gradient hyperparameters (Kakade 2001)")

@@ -132,7 +132,7 @@ def sample(
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind N-PG-IGT to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
-    return episodic.make_learner(config, spec, section="pg_igt", init=init, update=update, sample=sample)
+    return episodic.make_learner(config, spec, init=init, update=update, sample=sample)
 
 
 SPEC = AlgorithmSpec(

@@ -160,7 +160,7 @@ def sample(
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind REINFORCE to an environment: n = ``num_envs`` trajectories of H = ``num_steps`` steps each."""
     return episodic.make_learner(
-        config, spec, section="reinforce", init=init, update=update, sample=sample, critic=True
+        config, spec, init=init, update=update, sample=sample, critic=True
     )
 
 

@@ -130,7 +130,7 @@ def update(
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     """Bind TRPO to an environment: continuing rollouts of ``num_envs x num_steps``, GAE, :func:`update`."""
-    return actor_critic.make_learner(config, spec, policy_update, "trpo")
+    return actor_critic.make_learner(config, spec, policy_update)
 
 
 SPEC = AlgorithmSpec("trpo", Config, make_learner, "TRPO hyperparameters (Schulman et al. 2015)")

@@ -6,6 +6,8 @@ otherwise. Families: ``gymnax`` (:mod:`trpojax.envs.gymnax`, the default).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trpojax.envs import gymnax
 from trpojax.envs.base import EnvSpec, UnknownEnvError, env_action, flatten_obs
 from trpojax.envs.normalize import RunningMeanStd, init_running_stats, normalize_obs, update_running_stats
@@ -20,23 +22,9 @@ from trpojax.envs.rollout import (
     rollout,
 )
 
-# family prefix -> (check_name(name), make(name) -> EnvSpec); ids without a prefix are gymnax's.
-FAMILIES = {"gymnax": (gymnax.check_name, gymnax.make)}
-
-
-def _family(name: str) -> tuple[object, str]:
-    prefix, sep, rest = name.partition(":")
-    if not sep:
-        return FAMILIES["gymnax"], name
-    if prefix not in FAMILIES:
-        raise UnknownEnvError(f"unknown environment family {prefix!r} in {name!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[prefix], rest
-
-
-def check_env_name(name: str) -> None:
-    """Raise :class:`UnknownEnvError` (with the nearest names) unless some family knows ``name``."""
-    (check, _), rest = _family(name)
-    check(rest)
+# family prefix -> make(name) -> EnvSpec, raising UnknownEnvError with the nearest names for an unknown one;
+# ids without a prefix are gymnax's.
+FAMILIES: dict[str, Callable[[str], EnvSpec]] = {"gymnax": gymnax.make}
 
 
 def make_env(name: str) -> EnvSpec:
@@ -45,8 +33,12 @@ def make_env(name: str) -> EnvSpec:
     Raises:
         UnknownEnvError: no family knows ``name``, or its spaces are unsupported.
     """
-    (_, make), rest = _family(name)
-    return make(rest)
+    prefix, sep, rest = name.partition(":")
+    if not sep:
+        return FAMILIES["gymnax"](name)
+    if prefix not in FAMILIES:
+        raise UnknownEnvError(f"unknown environment family {prefix!r} in {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[prefix](rest)
 
 
 __all__ = [
@@ -58,7 +50,6 @@ __all__ = [
     "RunningMeanStd",
     "Transition",
     "UnknownEnvError",
-    "check_env_name",
     "env_action",
     "episodic_rollout",
     "evaluate_policy",

@@ -12,8 +12,7 @@ spaces}`` and the one environment module. To do so it registers gymnax's two pac
 ``classic_control``) as *deferred* modules: real module objects with gymnax's own spec and ``__path__``, whose
 ``__init__`` code runs in place the first time a name it defines is looked up (PEP 562 ``__getattr__``). Later
 code that does ``import gymnax; gymnax.make(...)`` therefore gets the complete, ordinary package and the same
-classes.
-Every other id goes through ``gymnax.make`` as usual.
+classes. Every other id goes through ``gymnax.make`` as usual.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Numbers: benchmarks/RESULTS.md, "Compile latency" and "Split execution".
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import re
 from typing import Any
@@ -44,6 +45,7 @@ def compiler_options(config: Config | None = None, one_shot: bool = False) -> di
     return _supported(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
 
 
+@functools.cache
 def classic_emitters_available() -> bool:
     """Whether this jaxlib's XLA still has ``xla_cpu_use_fusion_emitters`` (jaxlib 0.11 dropped it: its
     fusion emitters are the only ones, and the option is an error)."""
