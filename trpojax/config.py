@@ -275,13 +275,14 @@ def validate(config: Config) -> None:
         spec = make_env(config.env)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None
-    if config.normalize_obs and config.spec.episodic:
-        raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} (its estimators need one "
-                          "fixed policy function across updates); set normalize_obs: false")
+    reason = config.spec.refuses_normalize_obs
+    if config.normalize_obs and reason:
+        raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} ({reason}); set normalize_obs: false")
     if config.execution == "split" and config.spec.make_learner(static_view(config), spec).split is None:
-        split = [n for n in ALGO_SECTIONS if not REGISTRY[n].episodic]
-        raise ConfigError(f"execution: 'split' needs an actor-critic algo ({', '.join(split)}), not "
-                          f"{config.algo!r}; use 'auto' or 'scan'")
+        split = [n for n in ALGO_SECTIONS
+                 if REGISTRY[n].make_learner(static_view(default(n, env=config.env)), spec).split is not None]
+        raise ConfigError(f"execution: 'split' needs an actor-critic algo with separate policy and critic "
+                          f"stages ({', '.join(split)}), not {config.algo!r}; use 'auto' or 'scan'")
     if config.num_updates < 1:
         raise ConfigError(
             f"total_env_steps: {config.total_env_steps} is less than one update "

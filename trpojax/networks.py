@@ -119,6 +119,33 @@ class ValueNetwork(nn.Module):
         return MLP(self.hidden, 1, self.activation, out_scale=1.0)(obs)[..., 0]
 
 
+class DeterministicPolicy(nn.Module):
+    """obs [..., obs_dim] -> N(mu(obs), diag(exp(2 log_std))) with mu = centre + half * tanh(MLP(obs)).
+
+    The deterministic policy of a deterministic actor-critic (:mod:`trpojax.algos.ntdac`): mu maps into the
+    action box [low, high] (centre = (low + high) / 2, half = (high - low) / 2) and is the distribution's
+    mode, the action evaluations take; ``log_std`` (a parameter the learner sets and never trains) is the
+    Gaussian exploration noise that sampling adds.
+
+    Attributes:
+        action_low, action_high: the box bounds, one per action dimension.
+        hidden: hidden layer widths.
+        activation: one of ``ACTIVATIONS``.
+    """
+
+    action_low: Sequence[float]
+    action_high: Sequence[float]
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> DiagGaussian:
+        low, high = jnp.asarray(self.action_low, jnp.float32), jnp.asarray(self.action_high, jnp.float32)
+        out = MLP(self.hidden, len(self.action_low), self.activation, out_scale=0.01)(obs)
+        log_std = self.param("log_std", lambda _, shape: jnp.zeros(shape, jnp.float32), (len(self.action_low),))
+        return DiagGaussian(mean=0.5 * (high + low) + 0.5 * (high - low) * jnp.tanh(out), log_std=log_std)
+
+
 def make_policy(network: NetworkConfig, spec: EnvSpec) -> PolicyNetwork:
     """The policy MLP of a run's ``network:`` section for ``spec``'s action space."""
     return PolicyNetwork(

@@ -92,6 +92,9 @@ class AlgorithmSpec(NamedTuple):
             policy function, so observation normalisation is not offered).
         extra_trajectories: ``section -> int``, trajectories an update samples beyond ``num_envs`` (HARPG's
             Hessian-vector-product batch).
+        fixed_inputs: why the algorithm needs raw observations (``normalize_obs`` is refused with this
+            reason); empty when it supports observation normalisation. Defaults to the episodic reason for
+            episodic algorithms.
     """
 
     name: str
@@ -100,6 +103,14 @@ class AlgorithmSpec(NamedTuple):
     doc: str
     episodic: bool = False
     extra_trajectories: Callable[[Any], int] = _no_extra_trajectories
+    fixed_inputs: str = ""
+
+    @property
+    def refuses_normalize_obs(self) -> str:
+        """The reason ``normalize_obs`` is refused (:attr:`fixed_inputs`, or the episodic one); empty if none."""
+        if self.fixed_inputs:
+            return self.fixed_inputs
+        return "its estimators need one fixed policy function across updates" if self.episodic else ""
 
     def steps_per_update(self, config: Any) -> int:
         """Environment steps one update consumes, per seed: (num_envs + extra) * num_steps."""

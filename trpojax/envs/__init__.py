@@ -1,14 +1,17 @@
 """Environments: the interface (:mod:`~trpojax.envs.base`), its families, rollouts and normalisation.
 
-:func:`make_env` picks the family from the id: ``family:name`` for a named family, a plain gymnax id
-otherwise. Families: ``gymnax`` (:mod:`trpojax.envs.gymnax`, the default).
+:func:`make_env` picks the family from the id: ``family:name`` for a named family; a plain id is one of
+:data:`NATIVE` (trpojax's own environments, e.g. ``LQR-v0``) or else a gymnax id. Families: ``gymnax``
+(:mod:`trpojax.envs.gymnax`, the default for plain ids) and ``lqr`` (:mod:`trpojax.envs.lqr`, linear systems
+with quadratic cost, whose values :mod:`trpojax.core.lqr` computes exactly).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
-from trpojax.envs import gymnax
+from trpojax.envs import gymnax, lqr
 from trpojax.envs.base import EnvSpec, UnknownEnvError, env_action, flatten_obs
 from trpojax.envs.normalize import RunningMeanStd, init_running_stats, normalize_obs, update_running_stats
 from trpojax.envs.rollout import (
@@ -22,20 +25,36 @@ from trpojax.envs.rollout import (
     rollout,
 )
 
-# family prefix -> make(name) -> EnvSpec, raising UnknownEnvError with the nearest names for an unknown one;
-# ids without a prefix are gymnax's.
-FAMILIES: dict[str, Callable[[str], EnvSpec]] = {"gymnax": gymnax.make}
+# family prefix -> make(name) -> EnvSpec, raising UnknownEnvError with the nearest names for an unknown one.
+FAMILIES: dict[str, Callable[[str], EnvSpec]] = {"gymnax": gymnax.make, "lqr": lqr.make}
+
+# Plain ids (no prefix) that are not gymnax's -> their family's make; checked before the gymnax fallback.
+NATIVE: dict[str, Callable[[str], EnvSpec]] = dict.fromkeys(lqr.registered_envs(), lqr.make)
 
 
 def make_env(name: str) -> EnvSpec:
-    """Build the environment ``name`` (``CartPole-v1``, ``gymnax:CartPole-v1``, ...) as an :class:`EnvSpec`.
+    """Build the environment ``name`` (``CartPole-v1``, ``gymnax:CartPole-v1``, ``LQR-v0``, ``lqr:LQR-v0``,
+    ...) as an :class:`EnvSpec`.
 
     Raises:
         UnknownEnvError: no family knows ``name``, or its spaces are unsupported.
     """
     prefix, sep, rest = name.partition(":")
     if not sep:
-        return FAMILIES["gymnax"](name)
+        if name in NATIVE:
+            return NATIVE[name](name)
+        try:
+            return FAMILIES["gymnax"](name)
+        except UnknownEnvError:
+            # gymnax's message again, with the native ids among the candidates.
+            candidates = [*NATIVE, *gymnax.registered_envs()]
+            if name in candidates:  # a gymnax id with unsupported spaces: gymnax's message says so
+                raise
+            close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+                f"choose one of: {', '.join(candidates)}"
+            )
+            raise UnknownEnvError(f"unknown environment {name!r}; {hint}") from None
     if prefix not in FAMILIES:
         raise UnknownEnvError(f"unknown environment family {prefix!r} in {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[prefix](rest)
@@ -43,6 +62,7 @@ def make_env(name: str) -> EnvSpec:
 
 __all__ = [
     "FAMILIES",
+    "NATIVE",
     "EnvSpec",
     "EpisodeBatch",
     "EpisodeStats",
