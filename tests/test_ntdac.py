@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -219,3 +220,32 @@ def test_config_refuses_observation_normalisation():
         config_lib.from_dict({"algo": "ntdac", "ntdac": {"norm_power": 0.5}})
     config = config_lib.from_dict({"algo": "ntdac"})
     assert dataclasses.asdict(config.ntdac)["critic_lr"] == 0.1
+
+
+def test_learns_the_riccati_controller_on_lqr():
+    """A small real run of the notes' method: within 5% of the optimal controller's return, every seed."""
+    from trpojax.core.distributions import DiagGaussian
+    from trpojax.core.lqr import riccati_gain
+    from trpojax.envs import evaluate_policy
+    from trpojax.trainer import eval_keys, make_evaluate, make_trainer
+
+    config = config_lib.load(Path(__file__).parent.parent / "configs" / "ntdac_lqr.yaml",
+                             ["num_seeds=2", "total_env_steps=12000", "eval_episodes=8"])
+    trainer = make_trainer(config)
+    states = trainer.init(seed_keys(config), config)
+    states, _ = trainer.run_chunk(states, config, config.num_updates)
+    keys = eval_keys(config)
+    learned = np.asarray(make_evaluate(config, trainer.spec, trainer.learner, 8)(states, keys)).mean(axis=1)
+    gain, _ = riccati_gain(*(jnp.asarray(m, jnp.float32) for m in trainer.spec.params.system), 1.0)
+
+    def linear(k, obs):
+        return DiagGaussian(mean=-obs @ k.T, log_std=jnp.zeros(k.shape[0]))
+
+    optimal = np.asarray(jax.vmap(lambda key: evaluate_policy(trainer.spec, linear, gain, key, 8)[0])(keys))
+    optimal = optimal.mean(axis=1)
+    assert (optimal < 0).all()
+    assert ((learned - optimal) / np.abs(optimal) >= -0.05).all(), (learned, optimal)
+    # The untrained policy (u ~ 0) is far from it: the test can fail.
+    untrained = np.asarray(make_evaluate(config, trainer.spec, trainer.learner, 8)(
+        trainer.init(seed_keys(config), config), keys)).mean(axis=1)
+    assert ((untrained - optimal) / np.abs(optimal) < -0.05).all(), (untrained, optimal)

@@ -46,7 +46,10 @@ SECTION = {
     "reinforce": {"critic_steps": 1},
     "pg_igt": {},
     "harpg": {"hvp_trajectories": 1},
+    "ntdac": {"window": 4, "width": 8},
 }
+# Environments other than BASE's: ntdac's exploration noise exists only for continuous actions.
+ENV = {"ntdac": "Pendulum-v1"}
 
 # Two values per traced float field ("gamma", "<section>.<field>"), chosen so that they must change the run.
 PAIRS: dict[str, tuple[float, float]] = {
@@ -68,6 +71,12 @@ PAIRS: dict[str, tuple[float, float]] = {
     "pg_igt.eta0": (1.0, 0.5),  # must stay in (0, 1]; used from the second update on
     "harpg.gamma0": (0.1, 0.5),
     "harpg.eta0": (1.0, 0.5),
+    "ntdac.critic_lr": (0.1, 0.01),
+    "ntdac.norm_power": (2.0, 1.0),
+    "ntdac.target_tau": (0.0, 0.5),  # 0: residual gradient; > 0: a target critic and semi-gradient
+    "ntdac.reward_scale": (1.0, 0.1),
+    "ntdac.actor_lr": (1e-3, 1e-2),
+    "ntdac.exploration_noise": (0.1, 0.5),
 }
 # Code paths a field matters on (static settings, so each distinct one is one more compiled program).
 STATIC = {
@@ -94,9 +103,9 @@ def float_paths(cls: type, prefix: str = "") -> list[str]:
 def swept_paths(algo: str) -> list[str]:
     """The fields of ``algo``'s run config to sweep."""
     paths = float_paths(config_lib.RUN_CONFIGS[algo])
-    if REGISTRY[algo].episodic:
+    if REGISTRY[algo].episodic or algo == "ntdac":
         # Episodic algorithms (REINFORCE, N-PG-IGT, (N-)HARPG) estimate returns from whole trajectories
-        # without GAE, so gae_lambda is not theirs to use.
+        # and ntdac bootstraps one step with its Q critic: no GAE, so gae_lambda is not theirs to use.
         paths.remove("gae_lambda")
     return paths
 
@@ -111,7 +120,8 @@ def groups() -> dict[tuple[str, tuple], list[str]]:
 
 
 def base_data(algo: str, static: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {**copy.deepcopy(BASE), "algo": algo, "total_env_steps": 10**6, algo: {**SECTION[algo], **(static or {})}}
+    return {**copy.deepcopy(BASE), "env": ENV.get(algo, BASE["env"]), "algo": algo, "total_env_steps": 10**6,
+            algo: {**SECTION[algo], **(static or {})}}
 
 
 def base_config(algo: str, static: dict[str, Any] | None = None) -> Any:
