@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def compare(run_dir: str | Path) -> dict:
         "optimal_per_seed": optimal.mean(axis=1).tolist(),
         "gap_per_seed": gaps.tolist(),
         "worst_gap": float(gaps.min()),
-        "machine": f"{platform.machine()}, {len(jax.devices())} {jax.default_backend()} device(s), jax {jax.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}, jax {jax.__version__}",
     }
 
 

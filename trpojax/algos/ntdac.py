@@ -19,7 +19,8 @@ Actor, after every critic step once ``warmup_steps`` have passed: continuous act
 policy mu_theta(x) = centre + half tanh(MLP_theta(x)) (:class:`trpojax.networks.DeterministicPolicy`,
 explored with Gaussian noise of std ``exploration_noise * half``) and ascend mean_j Q(x_j, mu_theta(x_j));
 discrete actions use a softmax policy and ascend mean_j sum_a pi_theta(a|x_j) Q(x_j, a), over the window's
-states, by Adam with ``actor_lr``. Evaluations act with mu (the Gaussian's mode) or the argmax action.
+states, by Adam (or plain gradient ascent, ``actor_optimizer: sgd``) with ``actor_lr``. Evaluations act
+with mu (the Gaussian's mode) or the argmax action.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class Config:
     target_action: str = hp("policy", "the action in z+: the policy's at the next state, or the one taken next",
                             choices=("policy", "taken"))
     reward_scale: float = hp(1.0, "s, rewards enter the TD error as s r", gt=0.0)
-    actor_lr: float = hp(1e-3, "Adam learning rate of the actor", gt=0.0)
+    actor_lr: float = hp(1e-3, "learning rate of the actor", gt=0.0)
+    actor_optimizer: str = hp("adam", "adam, or sgd: plain gradient ascent on the critic's value",
+                              choices=("adam", "sgd"))
     exploration_noise: float = hp(0.1, "Gaussian exploration std as a fraction of the action box's half-width "
                                        "(continuous actions)", ge=0.0)
     warmup_steps: int = hp(0, "environment steps (per environment) before the actor starts", ge=0)
@@ -123,7 +126,7 @@ class NTDACState(NamedTuple):
 
     Attributes:
         policy_params: the actor's parameters theta.
-        actor_opt_state: Adam moments of the actor.
+        actor_opt_state: Adam moments of the actor (``actor_optimizer: adam``; kept either way).
         critic: [N + pN] vec(omega).
         target_critic: [N + pN] omega_bar (equal to ``critic`` until a ``target_tau`` > 0 moves it).
         critic_opt_state: Adam moments of the critic (``critic_optimizer: adam``; kept either way).
@@ -290,8 +293,11 @@ def update(
 
     w = _flat(window)
     objective, grad = jax.value_and_grad(_actor_objective)(state.policy_params, critic, w.obs, w.filled, nets)
-    updates, actor_opt = ADAM.update(grad, state.actor_opt_state)
-    theta = optax.tree.add_scale(state.policy_params, config.actor_lr, updates)  # ascent
+    if config.actor_optimizer == "adam":
+        grad, actor_opt = ADAM.update(grad, state.actor_opt_state)
+    else:
+        actor_opt = state.actor_opt_state
+    theta = optax.tree.add_scale(state.policy_params, config.actor_lr, grad)  # ascent
     env_steps = state.env_steps + 1
     active = (env_steps > warmup_steps) & all_finite(theta)
     theta, actor_opt = keep_if_valid(active, (theta, actor_opt), (state.policy_params, state.actor_opt_state))
