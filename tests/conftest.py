@@ -10,7 +10,7 @@ long program compiles it with the CLI's options for it (tests/test_learning.py).
 
 import os
 
-from trpojax.fastcpu.options import classic_emitters_available  # noqa: E402  (imports no JAX backend)
+from trpojax.core.platform import classic_emitters_available  # noqa: E402  (imports no JAX backend)
 
 # Before JAX starts its backend; appended to, not replacing, any XLA_FLAGS the caller set. XLA aborts the
 # process on a flag it does not know, so the classic emitters are asked for only where they exist.

@@ -18,9 +18,10 @@ target critic (omega_bar <- omega_bar + tau (omega - omega_bar)) and d = grad Q(
 Actor, after every critic step once ``warmup_steps`` have passed: continuous actions use a deterministic
 policy mu_theta(x) = centre + half tanh(MLP_theta(x)) (:class:`trpojax.networks.DeterministicPolicy`,
 explored with Gaussian noise of std ``exploration_noise * half``) and ascend mean_j Q(x_j, mu_theta(x_j));
-discrete actions use a softmax policy and ascend mean_j sum_a pi_theta(a|x_j) Q(x_j, a), over the window's
-states, by Adam (or plain gradient ascent, ``actor_optimizer: sgd``) with ``actor_lr``. Evaluations act
-with mu (the Gaussian's mode) or the argmax action.
+discrete actions use a softmax policy (explored by a uniformly random action with probability
+``exploration_noise``: the notes' critic converges only under persistent excitation) and ascend
+mean_j sum_a pi_theta(a|x_j) Q(x_j, a), over the window's states, by Adam (or plain gradient ascent,
+``actor_optimizer: sgd``) with ``actor_lr``. Evaluations act with mu (the Gaussian's mode) or the argmax.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class Config:
     actor_lr: float = hp(1e-3, "learning rate of the actor", gt=0.0)
     actor_optimizer: str = hp("adam", "adam, or sgd: plain gradient ascent on the critic's value",
                               choices=("adam", "sgd"))
-    exploration_noise: float = hp(0.1, "Gaussian exploration std as a fraction of the action box's half-width "
-                                       "(continuous actions)", ge=0.0)
+    exploration_noise: float = hp(0.1, "exploration: continuous, the Gaussian noise std as a fraction of the action "
+                                       "box's half-width; discrete, the probability of a uniformly random action",
+                                  ge=0.0, le=1.0)
     warmup_steps: int = hp(0, "environment steps (per environment) before the actor starts", ge=0)
     excitation_every: int = hp(0, "report lambda_min of the window's normalised Gram matrix every this many "
                                   "updates (0: never; an eigendecomposition of size N + pN)", ge=0)
@@ -354,6 +356,10 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
         agent, env_state, obs, ep_ret, ep_len = carry
         act_key, env_key = jax.random.split(step_key)
         action = policy.apply(agent.policy_params, obs).sample(act_key)
+        if spec.discrete:  # epsilon-exploration: a uniformly random action with probability exploration_noise
+            coin_key, uniform_key = jax.random.split(jax.random.fold_in(act_key, 1))
+            explore = jax.random.uniform(coin_key, (num_envs,)) < run_config.algo_section.exploration_noise
+            action = jnp.where(explore, jax.random.randint(uniform_key, (num_envs,), 0, spec.action_dim), action)
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(spec.step)(
             jax.random.split(env_key, num_envs), env_state, env_action(spec, action)
         )

@@ -5,14 +5,12 @@ Numbers: benchmarks/RESULTS.md, "Compile latency" and "Split execution".
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import re
 from typing import Any
 
 import jax
 
 from trpojax.config import Config
+from trpojax.core.platform import classic_emitters_available
 
 # XLA:CPU options for the trainer's programs (benchmarks/RESULTS.md, "Compile latency", measures them).
 # LLVM at -O1 instead of XLA's default compiles the training programs faster and runs them as fast. XLA's
@@ -43,14 +41,6 @@ def compiler_options(config: Config | None = None, one_shot: bool = False) -> di
     if mode == "auto":
         mode = "fast" if config.total_env_steps * config.num_seeds <= FAST_COMPILE_MAX_STEPS else "optimized"
     return _supported(CPU_FAST_OPTIONS if mode == "fast" else CPU_OPTIMIZED_OPTIONS)
-
-
-@functools.cache
-def classic_emitters_available() -> bool:
-    """Whether this jaxlib's XLA still has ``xla_cpu_use_fusion_emitters`` (jaxlib 0.11 dropped it: its
-    fusion emitters are the only ones, and the option is an error)."""
-    version = tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version("jaxlib"))[:2])
-    return version < (0, 11)
 
 
 def _supported(options: dict[str, Any]) -> dict[str, Any]:

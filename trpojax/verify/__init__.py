@@ -1,4 +1,4 @@
-"""Executable theory: every theorem behind the methods, checked on exact tabular MDPs.
+"""Executable theory: every theorem behind the methods, checked on exact tabular MDPs and LQR problems.
 
 ``python -m trpojax.verify [--mdps N] [--seed S] [--json PATH]`` draws N random MDPs, computes exact
 values, visitations, gradients and Fisher matrices with :mod:`trpojax.core.tabular` in float64, feeds them to
@@ -12,11 +12,15 @@ divergence, a margin ...) returning a :class:`Check`, so a test can hand it a de
 watch it fail. Sources: Sutton et al. (2000) for the policy gradient theorem and compatible function
 approximation; Kakade & Langford (2002) for the performance difference; Schulman et al. (2015, TRPO:
 Theorem 1, the coupling Lemmas of its Appendix A, numbered 2.3-2.5 here as in the issue, and Appendix C
-for the step); Fatkhullin et al. (2023) for g(tau, theta), B(tau, theta) and the variance bound.
-docs/theory.md states each one, with the derivation of M_g = sqrt(2) and the table of a default run.
+for the step); Fatkhullin et al. (2023) for g(tau, theta), B(tau, theta) and the variance bound; the
+lecture notes "Remarks on deep RL" (the normalised-TD critic, :mod:`trpojax.core.ntd`) for statements 10-12,
+run on exact LQR problems (:mod:`trpojax.core.lqr`; Hewer 1971 and Bradtke, Ydstie & Barto 1994 for policy
+iteration). docs/theory.md states each one, with the derivations of M_g = sqrt(2) and of the critic's
+Lyapunov decrement, and the table of a default run.
 
 Modules: :mod:`~trpojax.verify.checks` (the checkers, :class:`Check` and the tolerances),
-:mod:`~trpojax.verify.quantities` (the exact quantities they consume), :mod:`~trpojax.verify.suite`
+:mod:`~trpojax.verify.quantities` (the exact quantities they consume), :mod:`~trpojax.verify.lqr` (statements
+10-12: their checkers, constants and the critic runs on LQR), :mod:`~trpojax.verify.suite`
 (instances, :func:`run_suite`, :class:`Row`) and :mod:`~trpojax.verify.cli` (:func:`main`, the table).
 Their public names are re-exported here.
 """
@@ -52,6 +56,57 @@ from trpojax.verify.checks import (
 from trpojax.verify.cli import (
     format_table,
     main,
+)
+from trpojax.verify.lqr import (
+    CRITIC_RTOL,
+    DECREMENT_STEP_SIZE,
+    EXCITATION_FLOOR,
+    EXCITATION_RTOL,
+    GAIN_RTOL,
+    LINEARISATION_NEXT_ACTIONS,
+    LQR_ENVS,
+    LQR_GAIN_SCALE,
+    LQR_GAMMA,
+    LQR_SIGMA,
+    LQR_STEPS,
+    LQR_TIME_LIMIT,
+    LQR_WINDOW,
+    MISS_RTOL,
+    NORM_POWER,
+    NTD_DISCOUNT,
+    NTD_DRAWS,
+    NTD_NETS,
+    NTD_NEXT_ACTIONS,
+    NUM_STEP_SIZES,
+    PI_ITERS,
+    QUADRATIC_NET,
+    SQUARE_NET,
+    STEP_SCALES,
+    STEP_SIZES,
+    STEP_WINDOW,
+    CriticRun,
+    DataVectorQuantities,
+    check_critic_matrix,
+    check_critic_misses,
+    check_data_vector,
+    check_excitation_persists,
+    check_excitation_vanishes,
+    check_gain,
+    check_lyapunov_decrement,
+    check_normalized_step,
+    check_td_linearization,
+    critic_noise,
+    critic_run,
+    excitation_ratios,
+    greedy_gain,
+    initial_weights,
+    learned_policy_iteration,
+    lqr_oracles,
+    lqr_target,
+    ntd_quantities,
+    quadratic_coefficients,
+    random_inputs,
+    run_critic,
 )
 from trpojax.verify.quantities import (
     SHIFT_STEPS,
@@ -117,6 +172,55 @@ __all__ = [
     "check_kl_quadratic",
     "check_monte_carlo_mean",
     "check_gradient_variance",
+    "NTD_NETS",
+    "NTD_NEXT_ACTIONS",
+    "NTD_DRAWS",
+    "NTD_DISCOUNT",
+    "NUM_STEP_SIZES",
+    "LINEARISATION_NEXT_ACTIONS",
+    "STEP_SCALES",
+    "STEP_WINDOW",
+    "NORM_POWER",
+    "LQR_GAMMA",
+    "LQR_GAIN_SCALE",
+    "LQR_SIGMA",
+    "LQR_TIME_LIMIT",
+    "LQR_ENVS",
+    "LQR_WINDOW",
+    "QUADRATIC_NET",
+    "SQUARE_NET",
+    "STEP_SIZES",
+    "LQR_STEPS",
+    "DECREMENT_STEP_SIZE",
+    "PI_ITERS",
+    "CRITIC_RTOL",
+    "GAIN_RTOL",
+    "EXCITATION_RTOL",
+    "EXCITATION_FLOOR",
+    "MISS_RTOL",
+    "check_data_vector",
+    "check_td_linearization",
+    "check_normalized_step",
+    "lqr_target",
+    "check_critic_matrix",
+    "check_critic_misses",
+    "quadratic_coefficients",
+    "check_lyapunov_decrement",
+    "excitation_ratios",
+    "check_excitation_vanishes",
+    "check_excitation_persists",
+    "check_gain",
+    "random_inputs",
+    "DataVectorQuantities",
+    "ntd_quantities",
+    "CriticRun",
+    "critic_noise",
+    "critic_run",
+    "lqr_oracles",
+    "greedy_gain",
+    "initial_weights",
+    "run_critic",
+    "learned_policy_iteration",
     "SHIFT_STEPS",
     "TRAJECTORY_STEPS",
     "tabular_score",

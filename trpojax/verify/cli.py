@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from trpojax.verify import suite
 from trpojax.verify.suite import NUM_ACTIONS, NUM_STATES, Row
 
-DESCRIPTION = "Executable theory: every theorem behind the methods, checked on exact tabular MDPs."
+DESCRIPTION = "Executable theory: every theorem behind the methods, checked on exact tabular MDPs and LQR problems."
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -26,13 +26,13 @@ def format_table(rows: Sequence[Row]) -> str:
         return "-" if x is None else f"{x:.2e}"
 
     header = (
-        f"{'statement':<42} {'kind':<8} {'n':>3} {'worst':>10} {'holds':>5} "
+        f"{'statement':<42} {'kind':<8} {'n':>4} {'worst':>10} {'holds':>5} "
         f"{'med. slack':>10} {'max ratio':>10}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.statement:<42} {r.kind:<8} {r.instances:>3} {number(r.worst):>10} "
+            f"{r.statement:<42} {r.kind:<8} {r.instances:>4} {number(r.worst):>10} "
             f"{'yes' if r.holds else 'NO':>5} {number(r.median_slack):>10} {number(r.max_ratio):>10}"
         )
     return "\n".join(lines)

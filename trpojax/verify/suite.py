@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from trpojax.core.lqr import default_system
 from trpojax.core.tabular import MDP, random_mdp
 from trpojax.verify.checks import (
     TABULAR_SCORE_BOUND,
@@ -30,6 +31,32 @@ from trpojax.verify.checks import (
     check_trust_region_optimality,
     fit_compatible_critic,
     trust_region_step,
+)
+from trpojax.verify.lqr import (
+    DECREMENT_STEP_SIZE,
+    LINEARISATION_NEXT_ACTIONS,
+    LQR_GAIN_SCALE,
+    LQR_GAMMA,
+    NTD_DRAWS,
+    QUADRATIC_NET,
+    SQUARE_NET,
+    check_critic_matrix,
+    check_critic_misses,
+    check_data_vector,
+    check_excitation_persists,
+    check_excitation_vanishes,
+    check_gain,
+    check_lyapunov_decrement,
+    check_normalized_step,
+    check_td_linearization,
+    initial_weights,
+    learned_policy_iteration,
+    lqr_oracles,
+    lqr_target,
+    ntd_quantities,
+    quadratic_coefficients,
+    random_inputs,
+    run_critic,
 )
 from trpojax.verify.quantities import (
     SHIFT_STEPS,
@@ -138,7 +165,21 @@ STATEMENTS: tuple[tuple[str, str, str], ...] = (  # (key, title, kind), in table
     ("9a", "9 E[g] = grad J_H (z-score)", "bound"),
     ("9b", "9 E[B v] = hess J_H v (z-score)", "bound"),
     ("9c", "9 E|g - grad J_H|^2 <= r^2 M_g^2/(1-g)^3", "bound"),
+    ("10a", "10a d = (g; G w1) closed form", "identity"),
+    ("10b", "10b TD linearisation residual O(|dw|^2)", "bound"),
+    ("10c", "10c normalised step <= c_p sum|e|", "bound"),
+    ("11a", "11a LQR critic -> H_K (rel err)", "identity"),
+    ("11b", "11b LQR Lyapunov decrement, linear critic", "bound"),
+    ("11c", "11c LQR no excitation without noise", "bound"),
+    ("11d", "11d LQR no noise: critic misses H_K", "bound"),
+    ("11e", "11e LQR noise: excitation > 0", "bound"),
+    ("12", "12 policy iteration -> Riccati gain", "identity"),
 )
+
+
+def _number(key: str) -> int:
+    """The statement number of a key: "8d" -> 8, "10a" -> 10."""
+    return int(key.rstrip("abcdefghijklmnopqrstuvwxyz"))
 
 
 def run_suite(num_mdps: int = 20, seed: int = 0) -> list[Row]:
@@ -146,7 +187,8 @@ def run_suite(num_mdps: int = 20, seed: int = 0) -> list[Row]:
 
     Per MDP: statements 1, 2, 4 at two policies (a moderate and a near-deterministic one); 3, 5, 6 on a
     near and a far pair; 7 along ``IMPROVEMENT_ITERS`` penalised iterations; 8 at one policy. Statement 9
-    runs on min(num_mdps, ``ESTIMATOR_MDPS``) further MDPs with ``ESTIMATOR_TRAJECTORIES`` each.
+    runs on min(num_mdps, ``ESTIMATOR_MDPS``) further MDPs with ``ESTIMATOR_TRAJECTORIES`` each. Statements
+    10-12 (the normalised-TD critic, :mod:`trpojax.verify.lqr`) do not depend on ``num_mdps``.
     """
     if num_mdps < 1:
         raise ValueError(f"num_mdps must be >= 1, got {num_mdps}")
@@ -154,6 +196,7 @@ def run_suite(num_mdps: int = 20, seed: int = 0) -> list[Row]:
         key_tabular, key_estimators = jax.random.split(jax.random.key(seed))
         checks = _tabular_checks(key_tabular, num_mdps)
         checks.update(_estimator_checks(key_estimators, min(num_mdps, ESTIMATOR_MDPS)))
+        checks.update(_ntd_checks(seed))
     return [summarise(title, kind, checks[key]) for key, title, kind in STATEMENTS]
 
 
@@ -178,7 +221,7 @@ def _tabular_checks(key: jax.Array, num_mdps: int) -> dict[str, list[Check]]:
     )(mdps, theta)
     regions = batched(lambda m, th: trust_region_quantities(m, th, FISHER_DAMPING, NUM_SCALES))(mdps, theta)
 
-    checks: dict[str, list[Check]] = {key: [] for key, _, _ in STATEMENTS if not key.startswith("9")}
+    checks: dict[str, list[Check]] = {key: [] for key, _, _ in STATEMENTS if _number(key) <= 8}
     for i in range(num_mdps):
         gamma = float(mdps.gamma[i])
         for j in (i, i + num_mdps):
@@ -239,4 +282,51 @@ def _estimator_checks(key: jax.Array, num_mdps: int) -> dict[str, list[Check]]:
                 e.gradients, e.exact_gradient, r_max, TABULAR_SCORE_BOUND, ESTIMATOR_GAMMA
             )
         )
+    return checks
+
+
+def _ntd_checks(seed: int) -> dict[str, list[Check]]:
+    """Statements 10-12 (:mod:`trpojax.verify.lqr`), drawn from ``numpy.random.default_rng([seed, 10])``.
+
+    10 on random networks of every features x activation; 11 on the default LQR system with K = 0.5 K*:
+    11a the quadratic/linear (N = 1) and identity_bias/square (N = 4) critics, 11b-e the exact linear critic
+    (quadratic/linear, omega1 held at 1) with noise (11b, 11e: lambda = DECREMENT_STEP_SIZE, one check per
+    step) and without (11c-d: 11a's lambda and steps); 12 policy iteration from 11a's quadratic critic.
+    """
+    rng = np.random.default_rng([seed, 10])
+    checks: dict[str, list[Check]] = {key: [] for key, _, _ in STATEMENTS if _number(key) >= 10}
+    vector_inputs, step_inputs = random_inputs(rng)
+    vectors, steps = jax.tree.map(np.asarray, ntd_quantities(vector_inputs, step_inputs))
+    for (_, num_next), q in vectors.items():
+        for i in range(NTD_DRAWS):
+            checks["10a"].append(check_data_vector(q.autodiff[i], q.closed_form[i]))
+            if num_next == LINEARISATION_NEXT_ACTIONS:
+                checks["10b"].append(check_td_linearization(q.step_sizes, q.errors[i], q.error[i], q.slope[i]))
+    for (dtype, power), directions in steps.items():
+        _, e, mask = step_inputs[(dtype, power)]
+        e = e.astype(dtype)  # the errors the step was computed with
+        checks["10c"].extend(check_normalized_step(*args, power) for args in zip(directions, e, mask, strict=True))
+
+    system = default_system()
+    _, optimal_gain, _ = lqr_oracles(system, np.zeros((1, 2)), LQR_GAMMA)
+    gain = LQR_GAIN_SCALE * np.asarray(optimal_gain)
+    H = np.asarray(lqr_oracles(system, gain, LQR_GAMMA)[0])
+    quadratic = run_critic(rng, system, gain, initial_weights(rng, QUADRATIC_NET))
+    square = run_critic(rng, system, gain, initial_weights(rng, SQUARE_NET), net=SQUARE_NET)
+    checks["11a"] = [check_critic_matrix(quadratic.matrix, H), check_critic_matrix(square.matrix, H)]
+
+    linear_start = initial_weights(rng, QUADRATIC_NET)  # omega1 = 1, held: Q = omega2^T phi2(z)
+    linear = run_critic(rng, system, gain, linear_start, step_size=DECREMENT_STEP_SIZE, output_trained=False)
+    error = linear.weights[:, QUADRATIC_NET.width:] - quadratic_coefficients(lqr_target(H))
+    checks["11b"] = [
+        check_lyapunov_decrement(error[k], error[k + 1], gram, DECREMENT_STEP_SIZE)
+        for k, gram in enumerate(linear.gram)
+    ]
+    quiet = run_critic(rng, system, gain, linear_start, sigma=0.0, output_trained=False)
+    checks["11c"] = [check_excitation_vanishes(quiet.excitation, quiet.gram)]
+    checks["11d"] = [check_critic_misses(quiet.matrix, H)]
+    checks["11e"] = [check_excitation_persists(linear.excitation, linear.gram)]
+
+    gains = learned_policy_iteration(rng, system, quadratic, gain)
+    checks["12"] = [check_gain(gains[-1], optimal_gain)]
     return checks
