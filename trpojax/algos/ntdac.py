@@ -15,9 +15,10 @@ the online critic and d its full residual gradient; with ``target_tau`` > 0 Q(z+
 target critic (omega_bar <- omega_bar + tau (omega - omega_bar)) and d = grad Q(z) (semi-gradient). With
 ``critic_optimizer: adam`` the normalised direction is fed to Adam instead of being stepped on directly.
 
-Actor, after every critic step once ``warmup_steps`` have passed: continuous actions use a deterministic
-policy mu_theta(x) = centre + half tanh(MLP_theta(x)) (:class:`trpojax.networks.DeterministicPolicy`,
-explored with Gaussian noise of std ``exploration_noise * half``) and ascend mean_j Q(x_j, mu_theta(x_j));
+Actor, after every critic step once ``warmup_steps`` (of uniformly random actions) have passed: continuous
+actions use a deterministic policy mu_theta(x) = centre + half tanh(MLP_theta(x))
+(:class:`trpojax.networks.DeterministicPolicy`, explored with Gaussian noise of std
+``exploration_noise * half``) and ascend mean_j Q(x_j, mu_theta(x_j));
 discrete actions use a softmax policy (explored by a uniformly random action with probability
 ``exploration_noise``: the notes' critic converges only under persistent excitation) and ascend
 mean_j sum_a pi_theta(a|x_j) Q(x_j, a), over the window's states, by Adam (or plain gradient ascent,
@@ -74,7 +75,8 @@ class Config:
     exploration_noise: float = hp(0.1, "exploration: continuous, the Gaussian noise std as a fraction of the action "
                                        "box's half-width; discrete, the probability of a uniformly random action",
                                   ge=0.0, le=1.0)
-    warmup_steps: int = hp(0, "environment steps (per environment) before the actor starts", ge=0)
+    warmup_steps: int = hp(0, "environment steps (per environment) of uniformly random actions before the actor "
+                              "starts", ge=0)
     excitation_every: int = hp(0, "report lambda_min of the window's normalised Gram matrix every this many "
                                   "updates (0: never; an eigendecomposition of size N + pN)", ge=0)
 
@@ -356,10 +358,16 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
         agent, env_state, obs, ep_ret, ep_len = carry
         act_key, env_key = jax.random.split(step_key)
         action = policy.apply(agent.policy_params, obs).sample(act_key)
+        coin_key, uniform_key = jax.random.split(jax.random.fold_in(act_key, 1))
+        warming = agent.env_steps < warmup  # uniformly random actions until the actor starts
         if spec.discrete:  # epsilon-exploration: a uniformly random action with probability exploration_noise
-            coin_key, uniform_key = jax.random.split(jax.random.fold_in(act_key, 1))
-            explore = jax.random.uniform(coin_key, (num_envs,)) < run_config.algo_section.exploration_noise
+            coin = jax.random.uniform(coin_key, (num_envs,))
+            explore = warming | (coin < run_config.algo_section.exploration_noise)
             action = jnp.where(explore, jax.random.randint(uniform_key, (num_envs,), 0, spec.action_dim), action)
+        elif warmup:
+            low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
+            uniform = jax.random.uniform(uniform_key, action.shape, minval=low, maxval=high)
+            action = jnp.where(warming, uniform, action)
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(spec.step)(
             jax.random.split(env_key, num_envs), env_state, env_action(spec, action)
         )
