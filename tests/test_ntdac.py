@@ -153,10 +153,16 @@ def test_update_takes_the_notes_critic_step(optimizer):
                                    "ntdac": {"window": 4, "width": 8, "critic_optimizer": optimizer}})
     spec = make_env(config.env)
     learner, nets = _nets(spec, config)
-    state = learner.init(seed_keys(config)[0], config)
-    # Run a few steps so the window holds real transitions, then check one update by hand.
-    state, _ = jax.jit(learner.step)(state, config)
-    agent = state.agent
+    state = jax.jit(learner.init)(seed_keys(config)[0], config)
+    # Fill the window with random transitions, then check one update by hand.
+    window = state.agent.window
+    for i in range(4):
+        k = jax.random.split(jax.random.PRNGKey(i), 3)
+        obs, next_obs = jax.random.normal(k[0], (2, 2, spec.obs_dim))
+        random_step = ntdac.Step(obs, jax.random.uniform(k[1], (2, 1), minval=-2, maxval=2),
+                                 jax.random.normal(k[2], (2,)), jnp.full((2,), 0.99), jnp.zeros(2, bool), next_obs)
+        window = ntdac._write(window, random_step, link_taken=False)
+    agent = state.agent._replace(window=window)
     step = _step(2, spec.obs_dim, 1, 0.5)
     new, metrics = jax.jit(lambda a, s: ntdac.update(a, s, jax.random.PRNGKey(0), config.ntdac, nets=nets))(agent, step)
     window = ntdac._write(agent.window, step, link_taken=False)
