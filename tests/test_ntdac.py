@@ -255,3 +255,24 @@ def test_learns_the_riccati_controller_on_lqr():
     untrained = np.asarray(make_evaluate(config, trainer.spec, trainer.learner, 8)(
         trainer.init(seed_keys(config), config), keys)).mean(axis=1)
     assert ((untrained - optimal) / np.abs(optimal) < -0.05).all(), (untrained, optimal)
+
+
+def test_warmup_acts_uniformly_and_discrete_exploration_mixes_in_random_actions():
+    base = {"algo": "ntdac", "num_envs": 4, "num_steps": 32, "total_env_steps": 128,
+            "ntdac": {"window": 32, "width": 4, "exploration_noise": 0.1}}
+
+    def window_actions(env, **section):
+        config = config_lib.from_dict({**base, "env": env, "ntdac": {**base["ntdac"], **section}})
+        state, _ = jax.jit(make_train(config))(seed_keys(config)[0])
+        return np.asarray(state.agent.window.action).reshape(-1, state.agent.window.action.shape[-1])
+
+    # Pendulum's box is [-2, 2]: uniform actions have std 4 / sqrt(12) ~ 1.15; the initial policy's are ~0.2.
+    still = {"actor_optimizer": "sgd", "actor_lr": 1e-9}  # the actor stays at its (near-zero) start
+    assert window_actions("Pendulum-v1", warmup_steps=1000, **still).std() > 0.9
+    assert window_actions("Pendulum-v1", **still).std() < 0.4
+    # A softmax policy that starts near uniform is pushed to one action by a large actor step; with
+    # exploration_noise 1 every action is uniformly random whatever the policy.
+    greedy = window_actions("CartPole-v1", actor_optimizer="sgd", actor_lr=1e3, exploration_noise=0.0)
+    random = window_actions("CartPole-v1", actor_optimizer="sgd", actor_lr=1e3, exploration_noise=1.0)
+    assert abs(random[:, 0].mean() - 0.5) < 0.1
+    assert abs(greedy[:, 0].mean() - 0.5) > abs(random[:, 0].mean() - 0.5)
