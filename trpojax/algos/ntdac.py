@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from trpojax.algos.base import AlgorithmSpec, Learner, TrainState
@@ -336,7 +337,9 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
     nets = Nets(policy.apply, qnet, spec.action_dim if spec.discrete else 0)
     num_envs, num_steps, warmup = config.num_envs, config.num_steps, section.warmup_steps
     every = section.excitation_every
-    half = (jnp.asarray(spec.action_high) - jnp.asarray(spec.action_low)) / 2.0 if not spec.discrete else None
+    # host constants (no device op while building the learner)
+    low, high = np.asarray(spec.action_low, np.float32), np.asarray(spec.action_high, np.float32)
+    half = (high - low) / 2.0
 
     def init_state(key: jax.Array, run_config: RunConfig) -> TrainState:
         policy_key, critic_key, env_key, key = jax.random.split(key, 4)
@@ -365,7 +368,6 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
             explore = warming | (coin < run_config.algo_section.exploration_noise)
             action = jnp.where(explore, jax.random.randint(uniform_key, (num_envs,), 0, spec.action_dim), action)
         elif warmup:
-            low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
             uniform = jax.random.uniform(uniform_key, action.shape, minval=low, maxval=high)
             action = jnp.where(warming, uniform, action)
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(spec.step)(
