@@ -134,7 +134,7 @@ def test_window_is_a_ring_buffer_that_links_the_action_taken_next():
     np.testing.assert_array_equal(window.has_next[0], [True, False, False])
     assert float(window.next_action[0, 0, 0]) == 2.0
     window = write(window, _step(2, 1, 1, 4.0))  # overwrites the oldest slot and links slot 2
-    np.testing.assert_array_equal(window.obs[1, :, 0], [4.0, 2.0, 3.0])
+    np.testing.assert_array_equal(window.transitions.obs[1, :, 0], [4.0, 2.0, 3.0])
     np.testing.assert_array_equal(window.has_next[0], [False, False, True])
     assert float(window.next_action[0, 2, 0]) == 4.0
 
@@ -269,10 +269,10 @@ def test_warmup_acts_uniformly_and_discrete_exploration_mixes_in_random_actions(
     # Pendulum's box is [-2, 2]: uniform actions have std 4 / sqrt(12) ~ 1.15; the still actor's (near 0 plus
     # noise of std 0.2) far less. The window holds steps 96-127 of each env: 16 warm-up steps, 16 after.
     _, agent = trained("Pendulum-v1", warmup_steps=112, actor_optimizer="sgd", actor_lr=1e-9)
-    actions = np.asarray(agent.window.action)[..., 0]  # [B, M], slot j holds step 96 + j
+    actions = np.asarray(agent.window.transitions.action)[..., 0]  # [B, M], slot j holds step 96 + j
     assert actions[:, :16].std() > 0.9 and actions[:, 16:].std() < 0.4
     # A huge actor step makes the softmax policy deterministic; exploration_noise 1 still acts uniformly.
     learner, agent = trained("CartPole-v1", actor_optimizer="sgd", actor_lr=1e3, exploration_noise=1.0)
-    probs = jax.nn.softmax(learner.policy.apply(agent.policy_params, agent.window.obs).logits, axis=-1)
+    probs = jax.nn.softmax(learner.policy.apply(agent.policy_params, agent.window.transitions.obs).logits, axis=-1)
     assert float(jnp.mean(jnp.max(probs, axis=-1))) > 0.9
-    assert abs(float(np.asarray(agent.window.action)[..., 0].mean()) - 0.5) < 0.1
+    assert abs(float(np.asarray(agent.window.transitions.action)[..., 0].mean()) - 0.5) < 0.1

@@ -39,7 +39,7 @@ from trpojax.core import ntd
 from trpojax.core.hparams import config_dataclass, hp
 from trpojax.core.tree import all_finite, keep_if_valid
 from trpojax.envs import EnvSpec, env_action, flatten_obs, init_running_stats, reset_envs
-from trpojax.envs.rollout import EpisodeStats
+from trpojax.envs.rollout import close_episodes, count_episodes
 from trpojax.networks import DeterministicPolicy, make_policy
 
 if TYPE_CHECKING:
@@ -82,34 +82,6 @@ class Config:
                                   "updates (0: never; an eigendecomposition of size N + pN)", ge=0)
 
 
-class Window(NamedTuple):
-    """The replay window: each environment's last M transitions, a ring buffer ``[B, M, ...]``.
-
-    Attributes:
-        obs: [B, M, obs_dim] x_j.
-        action: [B, M, a] u_j as it enters z (one-hot, or the clipped action).
-        reward: [B, M] r_j (unscaled).
-        discount: [B, M] gamma (1 - terminated_j).
-        truncated: [B, M] bool, the episode hit its time limit at j.
-        next_obs: [B, M, obs_dim] x+_j (the final observation after an episode's end).
-        next_action: [B, M, a] the action taken at x+_j (``target_action: taken``).
-        has_next: [B, M] bool, ``next_action`` is known (the episode went on and its next step was taken).
-        filled: [B, M] bool, the slot holds a transition.
-        pos: [] int32, the slot the next transition goes to.
-    """
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    discount: jax.Array
-    truncated: jax.Array
-    next_obs: jax.Array
-    next_action: jax.Array
-    has_next: jax.Array
-    filled: jax.Array
-    pos: jax.Array
-
-
 class Step(NamedTuple):
     """One environment step of B environments, the batch :func:`update` takes.
 
@@ -124,6 +96,24 @@ class Step(NamedTuple):
     discount: jax.Array
     truncated: jax.Array
     next_obs: jax.Array
+
+
+class Window(NamedTuple):
+    """The replay window: each environment's last M transitions, a ring buffer ``[B, M, ...]``.
+
+    Attributes:
+        transitions: the :class:`Step` fields, each ``[B, M, ...]`` (slot j of environment b).
+        next_action: [B, M, a] the action taken at x+_j (``target_action: taken``).
+        has_next: [B, M] bool, ``next_action`` is known (the episode went on and its next step was taken).
+        filled: [B, M] bool, the slot holds a transition.
+        pos: [] int32, the slot the next transition goes to.
+    """
+
+    transitions: Step
+    next_action: jax.Array
+    has_next: jax.Array
+    filled: jax.Array
+    pos: jax.Array
 
 
 class NTDACState(NamedTuple):
@@ -168,7 +158,7 @@ def init_window(num_envs: int, size: int, obs_dim: int, action_width: int) -> Wi
     """An empty window of ``size`` slots per environment."""
     z = lambda *shape: jnp.zeros((num_envs, size, *shape), jnp.float32)  # noqa: E731
     no = jnp.zeros((num_envs, size), bool)
-    return Window(z(obs_dim), z(action_width), z(), z(), no, z(obs_dim), z(action_width), no, no,
+    return Window(Step(z(obs_dim), z(action_width), z(), z(), no, z(obs_dim)), z(action_width), no, no,
                   jnp.zeros((), jnp.int32))
 
 
@@ -189,60 +179,56 @@ def init(policy_params: Any, value_params: jax.Array, config: Config, *, window:
 
 def _write(window: Window, step: Step, link_taken: bool) -> Window:
     """The window with ``step`` in slot ``pos``; with ``link_taken`` the previous slot learns its next action."""
-    pos = window.pos
-    prev = (pos - 1) % window.obs.shape[1]
-    put = lambda buf, x: buf.at[:, pos].set(x)  # noqa: E731
+    pos, size = window.pos, window.filled.shape[1]
+    prev = (pos - 1) % size
     next_action, has_next = window.next_action, window.has_next.at[:, pos].set(False)
     if link_taken:
-        went_on = window.filled[:, prev] & (window.discount[:, prev] > 0) & ~window.truncated[:, prev]
+        last = window.transitions
+        went_on = window.filled[:, prev] & (last.discount[:, prev] > 0) & ~last.truncated[:, prev]
         keep = lambda new, old: jnp.where(went_on.reshape(-1, *([1] * (old.ndim - 1))), new, old)  # noqa: E731
         next_action = next_action.at[:, prev].set(keep(step.action, next_action[:, prev]))
         has_next = has_next.at[:, prev].set(went_on)
     return Window(
-        obs=put(window.obs, step.obs),
-        action=put(window.action, step.action),
-        reward=put(window.reward, step.reward),
-        discount=put(window.discount, step.discount),
-        truncated=put(window.truncated, step.truncated),
-        next_obs=put(window.next_obs, step.next_obs),
+        transitions=jax.tree.map(lambda buf, x: buf.at[:, pos].set(x), window.transitions, step),
         next_action=next_action,
         has_next=has_next,
         filled=window.filled.at[:, pos].set(True),
-        pos=(pos + 1) % window.obs.shape[1],
+        pos=(pos + 1) % size,
     )
 
 
-def _flat(window: Window) -> Window:
-    return window._replace(**{f: getattr(window, f).reshape(-1, *getattr(window, f).shape[2:])
-                              for f in Window._fields if f != "pos"})
+def _flat(window: Window) -> tuple[Step, Window]:
+    """(transitions, window) with every ``[B, M, ...]`` array flattened to ``[B M, ...]``."""
+    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]) if x.ndim >= 2 else x, window)
+    return flat.transitions, flat
 
 
 def _window_terms(state: NTDACState, window: Window, config: Config, nets: Nets) -> tuple:
     """(e [J], d [J, W], mask [J]) over the flattened window (J = B M)."""
-    w = _flat(window)
-    dist = nets.policy_apply(state.policy_params, w.next_obs)
+    t, w = _flat(window)
+    dist = nets.policy_apply(state.policy_params, t.next_obs)
     taken = config.target_action == "taken"
     if nets.num_actions:
         choices = jnp.eye(nets.num_actions, dtype=jnp.float32)  # [K, K]: every action, one-hot
         weights = jax.nn.softmax(dist.logits, axis=-1)
         if taken:
             weights = jnp.where(w.has_next[:, None], w.next_action, weights)
-        actions = jnp.broadcast_to(choices, (w.obs.shape[0], *choices.shape))
+        actions = jnp.broadcast_to(choices, (t.obs.shape[0], *choices.shape))
     else:
         actions = dist.mode()
         if taken:
             actions = jnp.where(w.has_next[:, None], w.next_action, actions)
-        actions, weights = actions[:, None, :], jnp.ones((w.obs.shape[0], 1), jnp.float32)
-    next_obs = jnp.broadcast_to(w.next_obs[:, None, :], (*actions.shape[:2], w.next_obs.shape[-1]))
+        actions, weights = actions[:, None, :], jnp.ones((t.obs.shape[0], 1), jnp.float32)
+    next_obs = jnp.broadcast_to(t.next_obs[:, None, :], (*actions.shape[:2], t.next_obs.shape[-1]))
     z_next = jnp.concatenate([next_obs, actions], axis=-1)
-    z = jnp.concatenate([w.obs, w.action], axis=-1)
+    z = jnp.concatenate([t.obs, t.action], axis=-1)
     residual = jnp.where(jnp.asarray(config.target_tau) == 0.0, 1.0, 0.0)
     terms = jax.vmap(ntd.td_error_and_data_vector, in_axes=(None, None, None, 0, 0, 0, 0, 0, None))
-    e, d = terms(state.critic, state.target_critic, residual, z, config.reward_scale * w.reward, z_next,
-                 weights, w.discount, nets.qnet)
+    e, d = terms(state.critic, state.target_critic, residual, z, config.reward_scale * t.reward, z_next,
+                 weights, t.discount, nets.qnet)
     mask = w.filled
     if taken:
-        mask = mask & (w.has_next | (w.discount == 0) | w.truncated)
+        mask = mask & (w.has_next | (t.discount == 0) | t.truncated)
     return e, d, mask.astype(jnp.float32)
 
 
@@ -296,8 +282,8 @@ def update(
     critic, critic_opt = keep_if_valid(valid, (critic, critic_opt), (state.critic, state.critic_opt_state))
     target = state.target_critic + config.target_tau * (critic - state.target_critic)
 
-    w = _flat(window)
-    objective, grad = jax.value_and_grad(_actor_objective)(state.policy_params, critic, w.obs, w.filled, nets)
+    t, w = _flat(window)
+    objective, grad = jax.value_and_grad(_actor_objective)(state.policy_params, critic, t.obs, w.filled, nets)
     if config.actor_optimizer == "adam":
         grad, actor_opt = ADAM.update(grad, state.actor_opt_state)
     else:
@@ -379,19 +365,15 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
         batch = Step(obs, encode(action), reward, run_config.gamma * (1.0 - terminated.astype(jnp.float32)),
                      truncated, flatten_obs(spec, info["final_observation"]))
         agent, metrics = update(agent, batch, act_key, run_config.algo_section, nets=nets, warmup_steps=warmup)
-        done = terminated | truncated
-        ep_ret, ep_len = ep_ret + reward, ep_len + 1
-        finished = (done, jnp.where(done, ep_ret, 0.0), jnp.where(done, ep_len, 0))
-        carry = (agent, env_state, flatten_obs(spec, next_obs), jnp.where(done, 0.0, ep_ret),
-                 jnp.where(done, 0, ep_len))
-        return carry, (metrics, finished)
+        ep_ret, ep_len, finished = count_episodes(ep_ret, ep_len, reward, terminated | truncated)
+        return (agent, env_state, flatten_obs(spec, next_obs), ep_ret, ep_len), (metrics, finished)
 
     def step(state: TrainState, run_config: RunConfig) -> tuple[TrainState, dict[str, jax.Array]]:
         key, steps_key = jax.random.split(state.key)
         runner = state.runner
         carry = (state.agent, runner.env_state, runner.obs, runner.episodes.episode_return,
                  runner.episodes.episode_length)
-        carry, (metrics, (done, returns, lengths)) = jax.lax.scan(
+        carry, (metrics, finished) = jax.lax.scan(
             lambda c, k: env_step(c, k, run_config), carry, jax.random.split(steps_key, num_steps)
         )
         agent, env_state, obs, ep_ret, ep_len = carry
@@ -403,12 +385,7 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
                 lambda a: a.excitation,
                 agent,
             ))
-        count = jnp.sum(done)
-        last = runner.episodes
-        safe = jnp.maximum(count, 1)
-        episodes = EpisodeStats(ep_ret, ep_len,
-                                jnp.where(count > 0, jnp.sum(returns) / safe, last.last_return_mean),
-                                jnp.where(count > 0, jnp.sum(lengths) / safe, last.last_length_mean))
+        episodes = close_episodes(runner.episodes, ep_ret, ep_len, finished)
         out = {
             "episode_return_mean": episodes.last_return_mean,
             "episode_length_mean": episodes.last_length_mean,

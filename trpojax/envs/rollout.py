@@ -50,6 +50,36 @@ def init_episode_stats(num_envs: int) -> EpisodeStats:
     )
 
 
+def count_episodes(
+    ep_ret: jax.Array, ep_len: jax.Array, reward: jax.Array, done: jax.Array
+) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+    """One step of the per-env accumulators ``[B]``: add ``reward``, and restart those whose episode is ``done``.
+
+    Returns:
+        ``(ep_ret, ep_len, finished)``, the accumulators after the step and ``finished = (done, return,
+        length)`` of the episodes that ended at it (0 elsewhere), which :func:`close_episodes` summarises.
+    """
+    ep_ret, ep_len = ep_ret + reward, ep_len + 1
+    finished = (done, jnp.where(done, ep_ret, 0.0), jnp.where(done, ep_len, 0))
+    return jnp.where(done, 0.0, ep_ret), jnp.where(done, 0, ep_len), finished
+
+
+def close_episodes(
+    previous: EpisodeStats, ep_ret: jax.Array, ep_len: jax.Array, finished: tuple[jax.Array, ...]
+) -> EpisodeStats:
+    """The episode stats after a rollout: its accumulators and the means over the episodes it finished
+    (``finished`` from :func:`count_episodes`, stacked over steps), or ``previous``'s means if none."""
+    done, returns, lengths = finished
+    count = jnp.sum(done)
+    safe = jnp.maximum(count, 1)
+    return EpisodeStats(
+        episode_return=ep_ret,
+        episode_length=ep_len,
+        last_return_mean=jnp.where(count > 0, jnp.sum(returns) / safe, previous.last_return_mean),
+        last_length_mean=jnp.where(count > 0, jnp.sum(lengths) / safe, previous.last_length_mean),
+    )
+
+
 class Transition(NamedTuple):
     """One rollout, time-major.
 
@@ -131,10 +161,7 @@ def rollout(
         reward = reward.astype(jnp.float32)
         terminated = terminated.astype(bool)
         truncated = truncated.astype(bool) & ~terminated
-        done = terminated | truncated
-        ep_ret = ep_ret + reward
-        ep_len = ep_len + 1
-        finished = (done, jnp.where(done, ep_ret, 0.0), jnp.where(done, ep_len, 0))
+        ep_ret, ep_len, finished = count_episodes(ep_ret, ep_len, reward, terminated | truncated)
         transition = Transition(
             obs=obs,
             action=action,
@@ -144,22 +171,14 @@ def rollout(
             truncated=truncated,
             final_obs=flatten_obs(spec, info["final_observation"]),
         )
-        carry = (env_state, flatten_obs(spec, next_obs), jnp.where(done, 0.0, ep_ret), jnp.where(done, 0, ep_len))
+        carry = (env_state, flatten_obs(spec, next_obs), ep_ret, ep_len)
         return carry, (transition, finished)
 
     init = (runner.env_state, runner.obs, runner.episodes.episode_return, runner.episodes.episode_length)
     (env_state, obs, ep_ret, ep_len), (transitions, finished) = jax.lax.scan(
         step, init, jax.random.split(key, num_steps)
     )
-    done, returns, lengths = finished
-    count = jnp.sum(done)
-    safe = jnp.maximum(count, 1)
-    episodes = EpisodeStats(
-        episode_return=ep_ret,
-        episode_length=ep_len,
-        last_return_mean=jnp.where(count > 0, jnp.sum(returns) / safe, runner.episodes.last_return_mean),
-        last_length_mean=jnp.where(count > 0, jnp.sum(lengths) / safe, runner.episodes.last_length_mean),
-    )
+    episodes = close_episodes(runner.episodes, ep_ret, ep_len, finished)
     return RunnerState(env_state=env_state, obs=obs, episodes=episodes), transitions
 
 
