@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import jax
@@ -25,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from trpojax import config as config_lib
+from trpojax.config import ConfigError
 from trpojax.core.distributions import DiagGaussian
 from trpojax.core.lqr import riccati_gain
 from trpojax.envs import evaluate_policy
 from trpojax.train import checkpoint
+from trpojax.train.checkpoint import CheckpointError
 from trpojax.trainer import eval_keys, make_evaluate, make_learner, state_template
 
 
@@ -38,7 +41,7 @@ def compare(run_dir: str | Path) -> dict:
     config = config_lib.load(path / checkpoint.CONFIG_FILE)
     spec, learner = make_learner(config)
     if spec.params is None or not hasattr(spec.params, "system"):
-        raise SystemExit(f"{config.env!r} is not an LQR environment")
+        raise ConfigError(f"{config.env!r} is not an LQR environment")
     states = checkpoint.load_state(path, state_template(config))
     keys = eval_keys(config)
     learned = np.asarray(make_evaluate(config, spec, learner, config.eval_episodes)(states, keys))
@@ -67,12 +70,17 @@ def compare(run_dir: str | Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: prints the comparison, exit 0 when every seed is within 5% of the optimum."""
+    """CLI entry point: prints the comparison, exit 0 when every seed is within 5% of the optimum, 1 when not,
+    2 (one line) for a directory without a usable checkpoint or a run of another environment."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    result = compare(args.run_dir)
+    try:
+        result = compare(args.run_dir)
+    except (CheckpointError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"K* = {result['gain']}  ({result['env_steps']} env steps per seed; {result['machine']})")
     print("seed  learned    optimal    gap")
     for i, (a, b, g) in enumerate(zip(result["learned_per_seed"], result["optimal_per_seed"], result["gap_per_seed"],
