@@ -50,7 +50,17 @@ class Config:
     """A complete training run. Float fields are sweepable (traced); the rest fix the program's shape."""
 
     algo: str = hp("trpo", "algorithm: a name in trpojax.algos.REGISTRY")
-    env: str = hp("CartPole-v1", "gymnax environment id")
+    env: str = hp(
+        "CartPole-v1",
+        "environment id: a gymnax id (CartPole-v1), LQR-v0, playground:<Name> or brax:<name> (the last two need "
+        "the mujoco extra)",
+    )
+    episode_length: int = hp(
+        0, "playground:/brax: environments: time limit in agent steps (0: the environment's own)", ge=0
+    )
+    action_repeat: int = hp(
+        0, "playground:/brax: environments: physics steps per agent step (0: the environment's own)", ge=0
+    )
     seed: int = hp(0, "base seed; seed i of a run uses fold_in(PRNGKey(seed), i)", ge=0)
     num_seeds: int = hp(1, "independent seeds run as one vmapped program", ge=1)
     total_env_steps: int = hp(100_000, "environment steps per seed (rounded down to whole updates)", ge=1)
@@ -272,7 +282,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"algo: {config.algo!r} does not match the config's class {type(config).__name__} "
                           "(build configs with from_dict, load or default)")
     try:
-        spec = make_env(config.env)
+        spec = make_env(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None
     reason = config.spec.refuses_normalize_obs

@@ -29,7 +29,7 @@ from trpojax.trainer import PlainPath, state_template
 def default_out_dir(config: Config) -> Path:
     """``runs/<algo>_<env>_<YYYYmmdd-HHMMSS>``."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.algo}_{config.env}_{stamp}"
+    return Path("runs") / f"{config.algo}_{config.env.replace(':', '-')}_{stamp}"
 
 
 def check_out_dir(out_dir: Path, hint: str = "") -> None:

@@ -43,7 +43,7 @@ def make_learner(config: Config) -> tuple[EnvSpec, Learner]:
     float hyperparameters can only be read from the run config passed to ``init`` and ``step``, where a
     sweep may have stacked them.
     """
-    spec = make_env(config.env)
+    spec = make_env(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat)
     return spec, REGISTRY[config.algo].make_learner(static_view(config), spec)
 
 
