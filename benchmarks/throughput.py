@@ -6,6 +6,15 @@ per second for both and the fraction of rollout speed that training keeps. Train
 with ``compile_mode: optimized`` (the run-time-first XLA:CPU options).
 
     python -m benchmarks.throughput [--env CartPole-v1] [--num-steps 128] [--updates 4] [--envs 1 8 64 512]
+
+With ``--physics`` it instead times the physics families (``playground:CartpoleBalance``,
+``playground:CheetahRun``, ``brax:inverted_pendulum``, ``brax:halfcheetah`` by default, ``--physics-envs``) at
+one batch shape (``--physics-shape`` num_envs num_steps, default 64 128) and checks the budget of issue 14: a
+TRPO update's wall time against the environment alone (the family's own ``step`` vmapped and scanned over the
+same batch, random actions, no adapter, no resets) plus a TRPO update on a gymnax batch of the same size
+(Pendulum-v1, a continuous-action environment whose physics costs next to nothing), target ratio <= 1.25.
+
+    python -m benchmarks.throughput --physics [--physics-envs playground:CheetahRun ...] [--physics-shape 64 128]
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import argparse
 import time
 
 import jax
+import jax.numpy as jnp
 
 from benchmarks._timing import machine
 from trpojax import config as config_lib
@@ -57,6 +67,49 @@ def time_rollouts(cfg, updates: int) -> float:
     return time.perf_counter() - t0
 
 
+def time_physics_only(spec, num_envs: int, num_steps: int, updates: int) -> float:
+    """Seconds for ``updates`` batches of ``num_envs x num_steps`` steps of the family's own environment
+    (``spec.env.step`` vmapped, scanned, uniformly random actions in the box): no policy, no adapter, no
+    resets."""
+    env = spec.env
+    low, high = jnp.array(spec.action_low), jnp.array(spec.action_high)
+
+    def run(key):
+        state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(state, k):
+            action = jax.random.uniform(k, (num_envs, spec.action_dim), minval=low, maxval=high)
+            state = jax.vmap(env.step)(state, action)
+            return state, state.reward.sum()
+
+        return jax.lax.scan(body, state, jax.random.split(key, num_steps * updates))[1].sum()
+
+    key = jax.random.PRNGKey(0)
+    fn = jax.jit(run).lower(key).compile(compiler_options(None))
+    jax.block_until_ready(fn(key))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(key))
+    return time.perf_counter() - t0
+
+
+def physics_rows(envs: list[str], num_envs: int, num_steps: int, updates: int) -> None:
+    """Print, per physics env: seconds per TRPO update, per environment-only batch, per gymnax TRPO update of
+    the same batch size, and the ratio of the first to the sum of the other two (target <= 1.25)."""
+    base = [f"num_envs={num_envs}", f"num_steps={num_steps}", "num_seeds=1",
+            f"total_env_steps={num_envs * num_steps * updates}", "compile_mode=optimized"]
+    gymnax_cfg = config_lib.load("configs/trpo_pendulum.yaml", [*base, "env=Pendulum-v1"])
+    gymnax_update = time_training(gymnax_cfg, updates) / updates
+    print(f"TRPO update on Pendulum-v1 ({num_envs} x {num_steps}): {gymnax_update * 1e3:.1f} ms")
+    print(f"{'env':>28}{'TRPO update ms':>16}{'env-only ms':>13}{'budget ms':>11}{'ratio':>8}{'train steps/s':>15}")
+    for env in envs:
+        cfg = config_lib.load("configs/trpo_pendulum.yaml", [*base, f"env={env}"])
+        update = time_training(cfg, updates) / updates
+        env_only = time_physics_only(make_trainer(cfg).spec, num_envs, num_steps, updates) / updates
+        budget = env_only + gymnax_update
+        print(f"{env:>28}{update * 1e3:>16.1f}{env_only * 1e3:>13.1f}{budget * 1e3:>11.1f}{update / budget:>8.2f}"
+              f"{num_envs * num_steps / update:>15,.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="CartPole-v1")
@@ -64,8 +117,15 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 8, 64, 512])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--physics", action="store_true", help="time the physics families instead (see above)")
+    parser.add_argument("--physics-envs", nargs="+", default=[
+        "playground:CartpoleBalance", "playground:CheetahRun", "brax:inverted_pendulum", "brax:halfcheetah"])
+    parser.add_argument("--physics-shape", type=int, nargs=2, default=[64, 128], metavar=("NUM_ENVS", "NUM_STEPS"))
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.physics:
+        physics_rows(args.physics_envs, *args.physics_shape, args.updates)
+        return
     print(f"TRPO on {args.env}, num_steps {args.num_steps}, {args.updates} updates timed after compilation")
     print(f"{'num_envs':>9}{'num_seeds':>10}{'train steps/s':>16}{'rollout steps/s':>17}{'train/rollout':>15}")
     for num_envs in args.envs:

@@ -26,7 +26,7 @@ def registered_envs() -> list[str]:
     return sorted(envs._envs)  # noqa: SLF001 - Brax's only list of its registered names
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make(name: str, episode_length: int = 0, action_repeat: int = 0) -> EnvSpec:
     """The :class:`EnvSpec` of Brax environment ``name``.
 

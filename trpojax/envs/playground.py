@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-import importlib.util
 from typing import Any
 
 from trpojax.envs.base import EnvSpec, UnknownEnvError
@@ -23,10 +22,14 @@ EXTRA_HINT = 'pip install -e ".[mujoco]" (or pip install "trpojax[mujoco]")'
 
 
 def require(module: str, family: str) -> Any:
-    """Import ``module`` for ``family``, or raise :class:`UnknownEnvError` saying which extra to install."""
-    if importlib.util.find_spec(module) is None:
-        raise UnknownEnvError(f"{family}: environments need the mujoco extra, which is not installed: {EXTRA_HINT}")
-    return importlib.import_module(module)
+    """Import ``module`` for ``family``, or raise :class:`UnknownEnvError` saying which extra to install when
+    it (or a package it needs) is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise UnknownEnvError(
+            f"{family}: environments need the mujoco extra ({err.name} is not installed): {EXTRA_HINT}"
+        ) from None
 
 
 def registry() -> Any:
@@ -46,7 +49,7 @@ def _config(reg: Any, name: str) -> Any:
     return config
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make(name: str, episode_length: int = 0, action_repeat: int = 0) -> EnvSpec:
     """The :class:`EnvSpec` of Playground environment ``name``.
 
