@@ -28,8 +28,9 @@ all printed with the table:
 - ``seed`` is ``--seed`` + i for the i-th seed; seeds run one after another (Brax trains one seed per call).
 
 The evaluation is Brax's own: ``eval/episode_reward`` of the final ``progress_fn`` call, the mean over
-``num_eval_envs`` (the recipe leaves Brax's default, 128) full episodes of the stochastic policy (the recipe
-leaves ``deterministic_eval`` False). Times: wall s is the ``train`` call (environment wrapping, compilation,
+``num_eval_envs`` (the recipe leaves Brax's default, 128) full episodes of the policy's mode
+(``deterministic_eval`` True; the recipe leaves it False, but trpojax evaluates deterministically, so both
+columns measure the same thing). Times: wall s is the ``train`` call (environment wrapping, compilation,
 training and evaluation; imports and ``registry.load`` excluded), summed over seeds. Compile s is the union of
 the time spans of JAX's compile events (``/jax/core/compile/*``: tracing, lowering to MLIR, XLA compilation)
 during the call, every program included (init, reset, the training epoch, the evaluation), summed over seeds
@@ -230,6 +231,8 @@ def ppo_params(name: str, steps: int, num_envs: int | None, cpu_envs: int) -> tu
         notes.append(f"num_resets_per_eval {recipe['num_resets_per_eval']} -> {updates} (one update per epoch, "
                      f"then a reset, as the recipe at its budget; {updates} updates x {step_per_update:,} steps)")
     used.setdefault("num_eval_envs", 128)  # Brax's default, which the recipe leaves
+    used["deterministic_eval"] = True
+    notes.append("deterministic_eval False -> True (the policy's mode, as trpojax evaluates)")
     factory = used.pop("network_factory", None)
     used["network_factory"] = (functools.partial(ppo_networks.make_ppo_networks, **factory) if factory
                                else ppo_networks.make_ppo_networks)
@@ -293,7 +296,7 @@ def ppo_row(name: str, steps: int, seeds: int, seed: int, num_envs: int | None, 
         "env_steps_per_seed": runs[0]["env_steps"],
         "eval_return_mean": float(np.mean(per_seed)),
         "eval_return_per_seed": per_seed,
-        "eval": f"{used['num_eval_envs']} stochastic episodes per seed (brax eval/episode_reward)",
+        "eval": f"{used['num_eval_envs']} deterministic episodes per seed (brax eval/episode_reward)",
         "wall_s": sum(r["wall_s"] for r in runs),
         "compile_s": sum(r["compile_s"] for r in runs),
         "env_steps_per_s": sum(r["env_steps"] for r in runs) / max(train_s, 1e-9),

@@ -9,7 +9,10 @@ import pytest
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+# The top-level configs and configs/gpu/ (GPU-scale runs, not run on CPU: they load and validate here).
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")) + sorted(
+    (Path(__file__).parent.parent / "configs" / "gpu").glob("*.yaml")
+)
 
 
 def test_there_are_configs():
@@ -20,6 +23,9 @@ def test_there_are_configs():
 def test_every_config_loads_and_validates(path):
     cfg = config_lib.load(path)
     assert cfg.num_updates >= 1
+    if path.parent.name == "gpu":  # rl-zoo's MuJoCo TRPO settings, 1M steps
+        assert cfg.total_env_steps == 1_000_000 and cfg.num_envs * cfg.num_steps == 1024 and cfg.normalize_obs
+        assert (cfg.trpo.cg_iters, cfg.trpo.cg_damping, cfg.trpo.critic_epochs) == (25, 0.1, 20)
     # the resolved config round-trips through YAML
     assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
 

@@ -59,6 +59,7 @@ PAIRS: dict[str, tuple[float, float]] = {
     "trpo.cg_tol": (1e-10, 10.0),  # 10 stops CG before its first step: no direction, the update is rejected
     "trpo.cg_damping": (0.1, 10.0),
     "trpo.backtrack_ratio": (0.8, 0.3),  # see CONTEXT: only matters when the first trial step is rejected
+    "trpo.entropy_coef": (0.0, 1.0),  # a large bonus pulls the step towards higher entropy
     "trpo.critic_lr": (1e-3, 0.1),  # reaches the policy through the next updates' advantages
     "npg.max_kl": (0.01, 0.05),
     "npg.learning_rate": (0.1, 0.5),

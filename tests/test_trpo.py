@@ -75,6 +75,29 @@ def test_step_direction_matches_dense_natural_gradient(x64):
     np.testing.assert_allclose(ravel_pytree(new_params)[0], expected, rtol=1e-5, atol=1e-9)
 
 
+def test_entropy_bonus_is_the_dense_natural_gradient_of_surrogate_plus_entropy(x64):
+    """With entropy_coef c the step is the natural gradient of L(theta) + c * mean H(pi_theta); with zero
+    advantages that is the entropy's alone, so the Gaussian policy's log-std grows."""
+    policy, _, state, batch = make_batch(False, jax.random.PRNGKey(8), n=64)
+    batch = batch._replace(advantages=jnp.zeros_like(batch.advantages))
+    params = state.policy_params
+    flat, unravel = ravel_pytree(params)
+    config = trpo.Config(max_kl=1e-4, cg_iters=200, cg_tol=1e-12, cg_damping=0.05, backtrack_steps=1,
+                         entropy_coef=0.5)
+    old = policy.apply(params, batch.obs)
+    fisher = jax.jit(jax.hessian(lambda z: jnp.mean(old.kl(policy.apply(unravel(z), batch.obs)))))(flat)
+    fisher = fisher + config.cg_damping * jnp.eye(flat.size)
+    g = jax.grad(lambda z: config.entropy_coef * jnp.mean(policy.apply(unravel(z), batch.obs).entropy()))(flat)
+    s = jnp.linalg.solve(fisher, g)
+    expected = flat + jnp.sqrt(2 * config.max_kl / (s @ fisher @ s)) * s
+    new_params, metrics = POLICY_UPDATE(params, batch, config, policy.apply)
+    assert float(metrics["accepted"]) == 1.0
+    np.testing.assert_allclose(ravel_pytree(new_params)[0], expected, rtol=1e-5, atol=1e-9)
+    assert np.all(np.asarray(new_params["params"]["log_std"]) > np.asarray(params["params"]["log_std"]))
+    _, rejected = POLICY_UPDATE(params, batch, dataclasses.replace(config, entropy_coef=0.0), policy.apply)
+    assert float(rejected["accepted"]) == 0.0  # without the bonus there is nothing to gain
+
+
 @pytest.mark.parametrize(
     "case",
     ["zero_advantages", "nan_advantages", "indefinite_fisher", "no_improving_step"],

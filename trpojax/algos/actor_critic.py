@@ -101,8 +101,12 @@ def natural_direction(
     cg_iters: int,
     cg_tol: float | jax.Array,
     damping: float | jax.Array,
+    entropy_coef: float | jax.Array = 0.0,
 ) -> NaturalDirection:
     """Solve (F + damping I) s = g by ``cg_iters`` CG steps on Fisher-vector products, F never formed.
+
+    g is the gradient of the surrogate mean(ratio * A) + entropy_coef * mean_s H(pi_theta(.|s)) (the
+    entropy bonus is 0 unless asked for), which is also the objective the line search must improve.
 
     F is the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the average Fisher information),
     applied in its factored form J^T M J with the network linearised once
@@ -115,7 +119,8 @@ def natural_direction(
     def surrogate_and_kl(params: Any) -> tuple[jax.Array, jax.Array]:
         dist = policy_apply(params, batch.obs)
         ratio = jnp.exp(dist.log_prob(batch.actions) - old_log_prob)
-        return jnp.mean(ratio * batch.advantages), jnp.mean(old_dist.kl(dist))
+        objective = jnp.mean(ratio * batch.advantages) + entropy_coef * jnp.mean(dist.entropy())
+        return objective, jnp.mean(old_dist.kl(dist))
 
     surrogate, grad = jax.value_and_grad(lambda p: surrogate_and_kl(p)[0])(policy_params)
     fvp = make_gauss_newton_fvp(

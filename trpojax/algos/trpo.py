@@ -2,7 +2,9 @@
 
 Given a batch collected with pi_old, TRPO maximises the importance-sampled surrogate
 
-    L(theta) = E[ pi_theta(a|s) / pi_old(a|s) * A(s, a) ]   s.t.   mean_s KL(pi_old(.|s) || pi_theta(.|s)) <= delta.
+    L(theta) = E[ pi_theta(a|s) / pi_old(a|s) * A(s, a) ]   s.t.   mean_s KL(pi_old(.|s) || pi_theta(.|s)) <= delta
+
+(plus ``entropy_coef`` * mean_s H(pi_theta(.|s)) when an entropy bonus is configured).
 
 Linearising L (gradient g) and taking the KL to second order (Fisher matrix F) gives
 max g^T Delta s.t. 1/2 Delta^T F Delta <= delta, solved by Delta* = sqrt(2 delta / s^T F s) s with
@@ -45,6 +47,9 @@ class Config:
     cg_damping: float = hp(0.1, "damping added to the Fisher matrix: (F + damping I) s = g", ge=0.0)
     backtrack_ratio: float = hp(0.8, "line-search step shrink factor", gt=0.0, lt=1.0)
     backtrack_steps: int = hp(10, "line-search trials before the update is rejected", ge=1, le=100)
+    entropy_coef: float = hp(
+        0.0, "entropy bonus c: the step maximises the surrogate + c * mean policy entropy (0: plain TRPO)", ge=0.0
+    )
     critic_lr: float = hp(1e-3, "Adam learning rate of the value function", gt=0.0)
     critic_epochs: int = hp(5, "passes over the batch when fitting the value function", ge=0)
     critic_minibatches: int = hp(4, "minibatches per critic epoch", ge=1)
@@ -64,7 +69,8 @@ def policy_update(
     ``line_search_steps``, ``accepted``, ``rejected_updates``, ``entropy``, ``step_norm``.
     """
     nat = natural_direction(
-        policy_params, batch, policy_apply, cg_iters=config.cg_iters, cg_tol=config.cg_tol, damping=config.cg_damping
+        policy_params, batch, policy_apply, cg_iters=config.cg_iters, cg_tol=config.cg_tol,
+        damping=config.cg_damping, entropy_coef=config.entropy_coef,
     )
     surr_old = nat.surrogate
     full_step_size = jnp.sqrt(2.0 * config.max_kl / jnp.where(nat.valid, nat.curvature, 1.0))
