@@ -41,3 +41,22 @@ def test_policy_and_value_heads():
     np.testing.assert_allclose(params["params"]["log_std"], [-0.5, -0.5])
     value = ValueNetwork((8,))
     assert value.apply(value.init(jax.random.PRNGKey(1), obs), obs).shape == (5,)
+
+
+def test_bounded_mean_stays_in_the_box_where_the_unbounded_one_leaves_it():
+    box = ((-3.0, 0.0), (1.0, 2.0))
+    bounded = PolicyNetwork(2, False, (8,), "tanh", 0.0, box)
+    free = PolicyNetwork(2, False, (8,), "tanh", 0.0)
+    obs = jnp.zeros((1, 4))
+    params = free.init(jax.random.PRNGKey(0), obs)
+    # The same parameters with a large output layer: the MLP's output is far outside the box.
+    big = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 1e4 if "Dense_1" in jax.tree_util.keystr(path) else x, params
+    )
+    x = jax.random.normal(jax.random.PRNGKey(1), (256, 4))
+    raw = np.asarray(free.apply(big, x).mean)
+    mean = np.asarray(bounded.apply(big, x).mean)
+    assert np.any(raw < np.array(box[0])) and np.any(raw > np.array(box[1]))
+    assert np.all(mean >= np.array(box[0])) and np.all(mean <= np.array(box[1]))
+    # At zero MLP output the mean is the box's centre; the tanh map is centre + half * tanh(raw).
+    np.testing.assert_allclose(mean, np.array([-1.0, 1.0]) + np.array([2.0, 1.0]) * np.tanh(raw), atol=1e-5)

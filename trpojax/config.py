@@ -43,6 +43,11 @@ class NetworkConfig:
     value_hidden: tuple[int, ...] = hp((64, 64), "hidden layer widths of the value MLP", ge=1)
     activation: str = hp("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
     init_log_std: float = hp(0.0, "initial log standard deviation of Gaussian policies", static=True)
+    bounded_mean: bool = hp(
+        False,
+        "box actions: keep the Gaussian mean inside the action box (centre + half-width * tanh(MLP)); an unbounded "
+        "mean can drift outside, where every sample clips to the bound and the policy stops learning",
+    )
 
 
 @config_dataclass

@@ -89,6 +89,10 @@ class PolicyNetwork(nn.Module):
         hidden: hidden layer widths.
         activation: one of ``ACTIVATIONS``.
         init_log_std: initial value of every log-std entry (continuous only).
+        mean_box: ``(low, high)`` bounds per action dimension to keep the Gaussian's mean in, as
+            mu = centre + half * tanh(MLP(obs)) (continuous only); None for an unbounded mean mu = MLP(obs).
+            Actions are clipped to the box in the environment, so an unbounded mean that drifts outside it
+            stops mattering (every sample clips to the bound) and the policy gradient there is noise.
     """
 
     action_dim: int
@@ -96,6 +100,7 @@ class PolicyNetwork(nn.Module):
     hidden: Sequence[int] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = 0.0
+    mean_box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> Categorical | DiagGaussian:
@@ -105,6 +110,9 @@ class PolicyNetwork(nn.Module):
         log_std = self.param(
             "log_std", lambda _, shape: jnp.full(shape, self.init_log_std, jnp.float32), (self.action_dim,)
         )
+        if self.mean_box is not None:
+            low, high = (jnp.asarray(bound, jnp.float32) for bound in self.mean_box)
+            out = 0.5 * (high + low) + 0.5 * (high - low) * jnp.tanh(out)
         return DiagGaussian(mean=out, log_std=log_std)
 
 
@@ -148,6 +156,8 @@ class DeterministicPolicy(nn.Module):
 
 def make_policy(network: NetworkConfig, spec: EnvSpec) -> PolicyNetwork:
     """The policy MLP of a run's ``network:`` section for ``spec``'s action space."""
+    bounded = network.bounded_mean and not spec.discrete
     return PolicyNetwork(
-        spec.action_dim, spec.discrete, network.policy_hidden, network.activation, network.init_log_std
+        spec.action_dim, spec.discrete, network.policy_hidden, network.activation, network.init_log_std,
+        (spec.action_low, spec.action_high) if bounded else None,
     )
