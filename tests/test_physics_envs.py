@@ -26,22 +26,32 @@ def keys(seed: int, n: int) -> jax.Array:
 
 @pytest.fixture(scope="module")
 def cartpole():
-    """Playground's CartpoleBalance with 5-step episodes: spec, jitted vmapped reset and step, and the raw
-    environment's jitted vmapped step (compiled once for the module: MJX programs take seconds to build)."""
-    spec = make_env(CARTPOLE, episode_length=5)
-    return spec, jax.jit(jax.vmap(spec.reset)), jax.jit(jax.vmap(spec.step)), jax.jit(jax.vmap(spec.env.step))
+    """Playground's CartpoleBalance: spec and jitted vmapped reset (compiled once for the module: physics
+    programs take seconds to build)."""
+    spec = make_env(CARTPOLE)
+    return spec, jax.jit(jax.vmap(spec.reset))
 
 
 @pytest.fixture(scope="module")
 def pendulum():
-    """Brax's inverted_pendulum: spec, jitted vmapped reset and step."""
+    """Brax's inverted_pendulum: spec, jitted vmapped reset and step, and the raw environment's jitted
+    vmapped step."""
     spec = make_env(PENDULUM)
+    return spec, jax.jit(jax.vmap(spec.reset)), jax.jit(jax.vmap(spec.step)), jax.jit(jax.vmap(spec.env.step))
+
+
+@pytest.fixture(scope="module")
+def short_pendulum():
+    """Brax's inverted_pendulum with 5-step episodes of two physics steps each: spec, jitted vmapped reset
+    and step."""
+    spec = make_env(PENDULUM, episode_length=5, action_repeat=2)
     return spec, jax.jit(jax.vmap(spec.reset)), jax.jit(jax.vmap(spec.step))
 
 
 @pytest.mark.parametrize("family", ["cartpole", "pendulum"])
 def test_resets_with_different_keys_differ_and_the_same_key_repeats(family, request):
     spec, reset, *_ = request.getfixturevalue(family)
+    assert spec.max_episode_steps == 1000  # both families' own time limit
     obs, state = reset(keys(0, 3))
     again, _ = reset(keys(0, 3))
     assert obs.shape == (3, spec.obs_dim)
@@ -50,21 +60,26 @@ def test_resets_with_different_keys_differ_and_the_same_key_repeats(family, requ
     assert np.all(np.asarray(state.steps) == 0)
 
 
-def test_time_limit_is_truncation_with_the_final_observation_kept_and_a_fresh_reset(cartpole):
-    spec, reset, step, raw_step = cartpole
-    assert spec.max_episode_steps == 5 and make_env(CARTPOLE).max_episode_steps == 1000  # Playground's own
+def test_time_limit_is_truncation_with_the_final_observation_kept_and_a_fresh_reset(short_pendulum, pendulum):
+    """Five agent steps of two physics steps each: the environment's own steps, rewards summed, then a
+    truncation whose next observation is a fresh reset with that step's key."""
+    spec, reset, step = short_pendulum
+    raw_step = pendulum[3]
+    assert spec.max_episode_steps == 5 and pendulum[0].max_episode_steps == 1000  # Brax's default
     obs, state = reset(keys(1, 3))
-    zero = jnp.zeros((3, spec.action_dim))
+    action = jnp.zeros((3, spec.action_dim))
     for t in range(5):
-        expected = raw_step(state.inner, zero)  # the environment's own next state
+        expected = raw_step(raw_step(state.inner, action), action)  # action_repeat 2
+        total = raw_step(state.inner, action).reward + expected.reward
         step_keys = keys(100 + t, 3)
-        obs, state, reward, terminated, truncated, info = step(step_keys, state, zero)
-        np.testing.assert_allclose(info["final_observation"], expected.obs, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(reward, expected.reward, rtol=1e-6)
+        obs, state, reward, terminated, truncated, info = step(step_keys, state, action)
+        np.testing.assert_allclose(info["final_observation"], expected.obs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(reward, total, rtol=1e-6)
+        np.testing.assert_array_equal(reward, 2.0)  # upright: Brax's 1 per physics step, twice
         assert not np.any(terminated)
         if t < 4:
             assert not np.any(truncated)
-            np.testing.assert_allclose(obs, expected.obs, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(obs, expected.obs, rtol=1e-5, atol=1e-6)
     assert np.all(truncated)
     # The returned observation belongs to the next episode: a reset with this step's own key.
     fresh, _ = reset(step_keys)
@@ -74,7 +89,7 @@ def test_time_limit_is_truncation_with_the_final_observation_kept_and_a_fresh_re
 
 
 def test_a_fall_is_termination_not_truncation(pendulum):
-    spec, reset, step = pendulum
+    spec, reset, step, _ = pendulum
     assert (spec.action_low, spec.action_high) == ((-3.0,), (3.0,))  # the actuator's ctrlrange
     np.testing.assert_allclose(np.asarray(spec.env.sys.actuator.ctrl_range), [[-3.0, 3.0]])
     obs, state = reset(keys(2, 2))
@@ -91,7 +106,7 @@ def test_a_fall_is_termination_not_truncation(pendulum):
 
 
 def test_non_finite_physics_terminates_with_a_finite_final_observation_and_reward(pendulum):
-    spec, reset, step = pendulum
+    spec, reset, step, _ = pendulum
     obs, state = reset(keys(3, 2))
     pipeline = state.inner.pipeline_state
     broken = state._replace(
@@ -102,26 +117,6 @@ def test_non_finite_physics_terminates_with_a_finite_final_observation_and_rewar
     assert not np.any(truncated)
     assert np.all(np.isfinite(info["final_observation"])) and np.all(np.isfinite(reward))
     assert np.all(np.isfinite(obs)) and int(state.steps[0]) == 0 and int(state.steps[1]) == 1
-
-
-def test_action_repeat_applies_the_action_that_many_times_and_sums_rewards():
-    repeated = make_env(PENDULUM, action_repeat=3)
-    assert repeated.max_episode_steps == 1000 // 3
-    _, state = repeated.reset(jax.random.PRNGKey(5))
-    action = jnp.array([0.3])
-    obs, _, reward, *_ = jax.jit(repeated.step)(jax.random.PRNGKey(6), state, action)
-
-    def three(inner):
-        total = 0.0
-        for _ in range(3):
-            inner = repeated.env.step(inner, action)
-            total += inner.reward
-        return inner.obs, total
-
-    expected_obs, total = jax.jit(three)(state.inner)
-    np.testing.assert_allclose(obs, expected_obs, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(float(reward), float(total), rtol=1e-5)
-    assert float(total) == 3.0  # upright for three steps: Brax's reward of 1 per step
 
 
 def test_reset_where_under_nested_vmap_matches_a_plain_select_and_is_a_real_cond():
