@@ -10,9 +10,12 @@ Menagerie, which Playground downloads on first use; without it (or without netwo
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib
+import io
+import sys
 from typing import Any
 
 from trpojax.envs.base import EnvSpec, UnknownEnvError
@@ -72,12 +75,17 @@ def make(name: str, episode_length: int = 0, action_repeat: int = 0) -> EnvSpec:
             f"choose one of: {', '.join(names)}"
         )
         raise UnknownEnvError(f"unknown environment 'playground:{name}'; {hint}")
+    # Playground prints while it fetches assets (and on failing to): kept for a successful load, replaced by
+    # the one line of UnknownEnvError for a failed one.
+    printed = io.StringIO()
     try:
-        config = _config(reg, name)
-        env = reg.load(name, config=config)
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            config = _config(reg, name)
+            env = reg.load(name, config=config)
     except Exception as err:  # noqa: BLE001 - Playground raises many kinds (missing assets, git, mujoco)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnknownEnvError(f"playground:{name} cannot be loaded here: {first}") from None
+    sys.stderr.write(printed.getvalue())
     repeat = action_repeat or int(config.get("action_repeat", 1) or 1)
     length = episode_length or max(1, int(config.get("episode_length", 1000)) // repeat)
     return adapt(
