@@ -49,12 +49,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks._cli import ROOT, package_version, train_cold
+
 REJAX_VERSION = "0.1.3"
 GYMNAX_FOR_REJAX = "0.0.9"  # rejax 0.1.3 breaks on gymnax 1.x (six-value env.step)
 RESULT_TAG = "TD3_RESULT "
@@ -212,19 +212,10 @@ def run_td3(python: Path, steps: int, seeds: int, seed: int, eval_episodes: int)
 
 def run_trpojax(config: str, steps: int, seeds: int, seed: int, eval_episodes: int) -> dict:
     """Train with ``python -m trpojax.train`` (cold compilation cache) in a subprocess; its result row."""
-    with tempfile.TemporaryDirectory(prefix="ntdac_speed_") as tmp:
-        out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "trpojax.train", "--config", config, "--out", str(out), "--quiet"]
-        for key, value in (("total_env_steps", steps), ("num_seeds", seeds), ("seed", seed),
-                           ("eval_episodes", eval_episodes)):
-            cmd += ["--set", f"{key}={value}"]
-        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(Path(tmp) / "cache")}  # empty: a cold compile
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        wall_s = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        s = json.loads((out / "summary.json").read_text())
+    s, _, wall_s = train_cold(
+        config, {"total_env_steps": steps, "num_seeds": seeds, "seed": seed, "eval_episodes": eval_episodes},
+        "ntdac_speed_",
+    )
     return {
         "method": f"trpojax {s['algo']}",
         "seeds": s["num_seeds"],
@@ -238,16 +229,9 @@ def run_trpojax(config: str, steps: int, seeds: int, seed: int, eval_episodes: i
         "eval_return_per_seed": s["eval_return_per_seed"],
         "eval_episodes": s["eval_episodes"],
         "config": config,
-        "versions": {p: _version(p) for p in ("trpojax", "jax", "jaxlib", "flax", "optax", "gymnax")},
+        "versions": {p: package_version(p) for p in ("trpojax", "jax", "jaxlib", "flax", "optax", "gymnax")},
         "devices": s["devices"],
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def print_table(rows: list[dict], machine: str) -> None:

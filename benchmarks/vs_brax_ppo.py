@@ -63,12 +63,8 @@ import argparse
 import functools
 import json
 import math
-import os
-import subprocess
 import sys
-import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +72,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks._cli import ROOT, package_version, train_cold
 from benchmarks._timing import machine
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRPO_CONFIGS = {
     "CartpoleBalance": "configs/trpo_playground_cartpole_balance.yaml",
     "CartpoleSwingup": "configs/trpo_playground_cartpole_swingup.yaml",
@@ -291,7 +287,7 @@ def ppo_row(name: str, steps: int, seeds: int, seed: int, num_envs: int | None, 
     shown["network_factory"] = recipe.get("network_factory") or "make_ppo_networks defaults"
     return {
         "env": name,
-        "framework": f"brax {_version('brax')} PPO",
+        "framework": f"brax {package_version('brax')} PPO",
         "seeds": seeds,
         "env_steps_per_seed": runs[0]["env_steps"],
         "eval_return_mean": float(np.mean(per_seed)),
@@ -310,20 +306,11 @@ def ppo_row(name: str, steps: int, seeds: int, seed: int, num_envs: int | None, 
 
 def trpo_row(name: str, config: str, steps: int, seeds: int, seed: int) -> dict:
     """trpojax TRPO on ``playground:name`` via its CLI in a subprocess (cold compilation cache); the table row."""
-    with tempfile.TemporaryDirectory(prefix="vs_brax_ppo_") as tmp:
-        out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "trpojax.train", "--config", config, "--out", str(out), "--quiet"]
-        for key, value in (("env", f"playground:{name}"), ("total_env_steps", steps), ("num_seeds", seeds),
-                           ("seed", seed)):
-            cmd += ["--set", f"{key}={value}"]
-        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(Path(tmp) / "cache")}  # empty: a cold compile
-        print(f"  trpojax TRPO {name} ...", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        process_s = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        s = json.loads((out / "summary.json").read_text())
+    print(f"  trpojax TRPO {name} ...", file=sys.stderr, flush=True)
+    s, cmd, process_s = train_cold(
+        config, {"env": f"playground:{name}", "total_env_steps": steps, "num_seeds": seeds, "seed": seed},
+        "vs_brax_ppo_",
+    )
     return {
         "env": name,
         "framework": f"trpojax {s['algo'].upper()}",
@@ -339,13 +326,6 @@ def trpo_row(name: str, config: str, steps: int, seeds: int, seed: int) -> dict:
         "config": config,
         "command": cmd,
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def print_table(rows: list[dict], budget: int, where: str) -> None:
@@ -429,7 +409,8 @@ def main() -> None:
     if shims:
         print(f"shims installed in this process for brax: {', '.join(shims)}")
     if args.json:
-        versions = {p: _version(p) for p in ("trpojax", "brax", "playground", "mujoco", "mujoco-mjx", "jax", "jaxlib")}
+        versions = {p: package_version(p)
+                    for p in ("trpojax", "brax", "playground", "mujoco", "mujoco-mjx", "jax", "jaxlib")}
         payload = {"machine": where, "budget": args.steps, "versions": versions, "shims": shims, "rows": rows,
                    "ratios": ratios(rows)}
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
