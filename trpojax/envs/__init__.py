@@ -10,11 +10,10 @@ both adapted by :mod:`trpojax.envs.physics` and installed with the ``mujoco`` ex
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from trpojax.envs import brax, gymnax, lqr, playground
-from trpojax.envs.base import EnvSpec, UnknownEnvError, env_action, flatten_obs
+from trpojax.envs.base import EnvSpec, UnknownEnvError, env_action, flatten_obs, unknown_env
 from trpojax.envs.normalize import RunningMeanStd, init_running_stats, normalize_obs, update_running_stats
 from trpojax.envs.rollout import (
     EpisodeBatch,
@@ -71,11 +70,7 @@ def make_env(name: str, *, episode_length: int = 0, action_repeat: int = 0) -> E
             candidates = [*NATIVE, *gymnax.registered_envs()]
             if name in candidates:  # a gymnax id with unsupported spaces: gymnax's message says so
                 raise
-            close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-                f"choose one of: {', '.join(candidates)}"
-            )
-            raise UnknownEnvError(f"unknown environment {name!r}; {hint}") from None
+            raise unknown_env(name, candidates) from None
     if prefix not in FAMILIES:
         raise UnknownEnvError(f"unknown environment family {prefix!r} in {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[prefix](rest)

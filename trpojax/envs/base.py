@@ -17,7 +17,8 @@ trpojax bootstraps a truncated step with V(final observation) and a terminated o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -61,6 +62,16 @@ class EnvSpec(NamedTuple):
 
 class UnknownEnvError(ValueError):
     """An environment id no family registers, or whose spaces trpojax cannot handle."""
+
+
+def unknown_env(name: str, candidates: Sequence[str], prefix: str = "", kind: str = "environment") -> UnknownEnvError:
+    """The error for id ``prefix + name`` not among ``candidates`` (names without the prefix): the message names
+    the (up to three) closest, with the prefix, or else lists them all."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else (
+        f"choose one of: {', '.join(candidates)}"
+    )
+    return UnknownEnvError(f"unknown {kind} {prefix + name!r}; {hint}")
 
 
 def flatten_obs(spec: EnvSpec, obs: jax.Array) -> jax.Array:

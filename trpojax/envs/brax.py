@@ -8,12 +8,11 @@ wrapper is not used (it restarts every episode from one cached state); the episo
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import warnings
 
-from trpojax.envs.base import EnvSpec, UnknownEnvError
+from trpojax.envs.base import EnvSpec, unknown_env
 from trpojax.envs.physics import adapt
 from trpojax.envs.playground import require
 
@@ -40,11 +39,7 @@ def make(name: str, episode_length: int = 0, action_repeat: int = 0) -> EnvSpec:
     """
     names = registered_envs()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(f'brax:{c}') for c in close)}?" if close else (
-            f"choose one of: {', '.join(names)}"
-        )
-        raise UnknownEnvError(f"unknown environment 'brax:{name}'; {hint}")
+        raise unknown_env(name, names, prefix="brax:")
     envs = importlib.import_module("brax.envs")
     with warnings.catch_warnings():  # "Brax System, pipelines and environments are not actively maintained"
         warnings.simplefilter("ignore", UserWarning)

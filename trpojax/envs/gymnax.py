@@ -17,7 +17,6 @@ classes. Every other id goes through ``gymnax.make`` as usual.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import sys
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trpojax.envs.base import EnvSpec, UnknownEnvError
+from trpojax.envs.base import EnvSpec, UnknownEnvError, unknown_env
 
 # gymnax id -> (module in gymnax.environments.classic_control, class); as gymnax.registration registers them.
 CLASSIC_CONTROL = {
@@ -119,11 +118,7 @@ def check_name(name: str) -> None:
         return
     registered = registered_envs()
     if name not in registered:
-        close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"choose one of: {', '.join(registered)}"
-        )
-        raise UnknownEnvError(f"unknown environment {name!r}; {hint}")
+        raise unknown_env(name, registered)
 
 
 def make(name: str) -> EnvSpec:

@@ -13,7 +13,6 @@ Registered ids (:data:`ENVS`): ``LQR-v0``, :func:`~trpojax.core.lqr.default_syst
 
 from __future__ import annotations
 
-import difflib
 from typing import NamedTuple
 
 import jax
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trpojax.core.lqr import LQRSystem, default_system
-from trpojax.envs.base import EnvSpec, UnknownEnvError
+from trpojax.envs.base import EnvSpec, unknown_env
 
 
 class LQRState(NamedTuple):
@@ -169,9 +168,5 @@ def make(name: str) -> EnvSpec:
         UnknownEnvError: ``name`` is not a registered LQR id (the message names the closest ones).
     """
     if name not in ENVS:
-        close = difflib.get_close_matches(name, list(ENVS), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"choose one of: {', '.join(ENVS)}"
-        )
-        raise UnknownEnvError(f"unknown LQR environment {name!r}; {hint}")
+        raise unknown_env(name, list(ENVS), kind="LQR environment")
     return ENVS[name]()

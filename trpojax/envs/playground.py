@@ -11,14 +11,13 @@ Menagerie, which Playground downloads on first use; without it (or without netwo
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import importlib
 import io
 import sys
 from typing import Any
 
-from trpojax.envs.base import EnvSpec, UnknownEnvError
+from trpojax.envs.base import EnvSpec, UnknownEnvError, unknown_env
 from trpojax.envs.physics import adapt
 
 EXTRA_HINT = 'pip install -e ".[mujoco]" (or pip install "trpojax[mujoco]")'
@@ -70,11 +69,7 @@ def make(name: str, episode_length: int = 0, action_repeat: int = 0) -> EnvSpec:
     reg = registry()
     names = list(reg.ALL_ENVS)
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(f'playground:{c}') for c in close)}?" if close else (
-            f"choose one of: {', '.join(names)}"
-        )
-        raise UnknownEnvError(f"unknown environment 'playground:{name}'; {hint}")
+        raise unknown_env(name, names, prefix="playground:")
     # Playground prints while it fetches assets (and on failing to): kept for a successful load, replaced by
     # the one line of UnknownEnvError for a failed one.
     printed = io.StringIO()
