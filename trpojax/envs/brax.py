@@ -13,8 +13,7 @@ import importlib
 import warnings
 
 from trpojax.envs.base import EnvSpec, unknown_env
-from trpojax.envs.physics import adapt
-from trpojax.envs.playground import require
+from trpojax.envs.physics import adapt, require
 
 DEFAULT_EPISODE_LENGTH = 1000  # brax.envs.create's default
 

@@ -28,6 +28,7 @@ resets only at steps where some episode ended.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +37,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from trpojax.envs.base import EnvSpec, UnknownEnvError
+
+EXTRA_HINT = 'pip install -e ".[mujoco]" (or pip install "trpojax[mujoco]")'
+
+
+def require(module: str, family: str) -> Any:
+    """Import ``module`` for ``family``, or raise :class:`UnknownEnvError` saying which extra to install when
+    it (or a package it needs) is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise UnknownEnvError(
+            f"{family}: environments need the mujoco extra ({err.name} is not installed): {EXTRA_HINT}"
+        ) from None
 
 
 class PhysicsState(NamedTuple):

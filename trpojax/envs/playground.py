@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import io
 import sys
 from typing import Any
 
 from trpojax.envs.base import EnvSpec, UnknownEnvError, unknown_env
-from trpojax.envs.physics import adapt
-
-EXTRA_HINT = 'pip install -e ".[mujoco]" (or pip install "trpojax[mujoco]")'
-
-
-def require(module: str, family: str) -> Any:
-    """Import ``module`` for ``family``, or raise :class:`UnknownEnvError` saying which extra to install when
-    it (or a package it needs) is missing."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        raise UnknownEnvError(
-            f"{family}: environments need the mujoco extra ({err.name} is not installed): {EXTRA_HINT}"
-        ) from None
+from trpojax.envs.physics import adapt, require
 
 
 def registry() -> Any:
