@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from trpojax.envs.base import EnvSpec, UnknownEnvError
 
@@ -100,9 +101,6 @@ def reset_where(reset: Callable[[jax.Array], Any]) -> Callable[[jax.Array, jax.A
     current)``: exact, and a batch with no finished episode costs one reduction.
     """
 
-    def one(key: jax.Array, done: jax.Array, current: Any) -> Any:
-        return jax.lax.cond(done, reset, lambda _: current, key)
-
     @jax.custom_batching.custom_vmap
     def flat(keys: jax.Array, done: jax.Array, current: Any) -> Any:
         # keys [N, ...], done [N], current leaves [N, ...]
@@ -122,7 +120,7 @@ def reset_where(reset: Callable[[jax.Array], Any]) -> Callable[[jax.Array, jax.A
 
     @jax.custom_batching.custom_vmap
     def where_done(key: jax.Array, done: jax.Array, current: Any) -> Any:
-        return one(key, done, current)
+        return jax.lax.cond(done, reset, lambda _: current, key)
 
     @where_done.def_vmap
     def where_done_rule(axis_size: int, in_batched: Any, key: jax.Array, done: jax.Array, current: Any) -> Any:
@@ -177,7 +175,7 @@ def adapt(
         def repeat(_: int, carry: tuple) -> tuple:
             state, total, done = carry
             nxt = env.step(state, action)
-            state = jax.tree.map(lambda old, new: jnp.where(done, old, new), state, nxt)
+            state = optax.tree.where(done, state, nxt)  # frozen from the first done on
             total = total + jnp.where(done, 0.0, jnp.asarray(nxt.reward, jnp.float32))
             return state, total, done | (jnp.asarray(nxt.done) > 0)
 
