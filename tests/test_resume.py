@@ -1,5 +1,6 @@
-"""Runs that survive: kill -9 / Ctrl-C and --resume end bitwise equal to an uninterrupted run; determinism;
-value divergence; evaluate; bad --resume input exits 2 and writes nothing.
+"""Runs that survive: kill -9 / SIGTERM and --resume end bitwise equal to an uninterrupted run; time-based
+checkpoints change nothing; the stop signals; resuming a finished run changes nothing; determinism; value
+divergence; evaluate; bad --resume input exits 2 and writes nothing.
 
 One tiny TRPO CartPole config (2 seeds, 48 updates of 4 x 32 steps, chunks of 2, a checkpoint every 4)
 is compiled once into a per-module persistent compilation cache, which the subprocesses share.
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import jax
@@ -20,7 +22,7 @@ import pytest
 
 from trpojax import config as config_lib
 from trpojax import evaluate, train
-from trpojax.train import checkpoint
+from trpojax.train import checkpoint, loop
 
 TINY = """\
 algo: trpo
@@ -127,20 +129,61 @@ def test_kill_9_then_resume_matches_uninterrupted(setup, reference):
     assert_same_run(out, reference)
 
 
-def test_ctrl_c_checkpoints_exits_130_and_resumes(setup, reference, capsys):
+def test_sigterm_checkpoints_exits_143_and_resumes(setup, reference, capsys):
     root, config = setup
     out = root / "interrupted"
     proc = start_run(config, out)
     wait_for_first_checkpoint(proc, out)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "--resume" in stderr
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and f"--resume {out}" in stderr
     path, manifest, skipped = checkpoint.latest(out)
     assert skipped == [] and 4 <= manifest["update"] < NUM_UPDATES
     assert not (out / "summary.json").exists()
     assert train.main(["--resume", str(out), "--quiet"]) == 0
     assert_same_run(out, reference)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
+def test_a_stop_signal_is_recorded_once_and_a_second_one_kills(signum):
+    before = {sig: signal.getsignal(sig) for sig in train.cli.STOP_SIGNALS}
+    with train.stop_on_signals() as stop:
+        assert not stop() and stop.name == ""
+        os.kill(os.getpid(), signum)
+        deadline = time.monotonic() + 5
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.001)  # the Python-level handler runs between bytecodes of the main thread
+        assert stop() and stop.name == signal.Signals(signum).name
+        assert stop.exit_code == 128 + signum
+        assert all(signal.getsignal(sig) == signal.SIG_DFL for sig in train.cli.STOP_SIGNALS)
+    assert {sig: signal.getsignal(sig) for sig in train.cli.STOP_SIGNALS} == before
+
+
+def test_time_based_checkpoints_change_nothing(setup, reference, monkeypatch):
+    """A clock that jumps 1000 s per reading passes the default 600 s interval at every chunk boundary."""
+    root, config = setup
+    out = root / "every_boundary"
+    clock = iter(range(0, 10**9, 1000))
+    fake_time = types.SimpleNamespace(
+        monotonic=lambda: float(next(clock)), perf_counter=time.perf_counter, time=time.time
+    )
+    monkeypatch.setattr(loop, "time", fake_time)
+    saved, real_save = [], checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda *a, **k: saved.append(k["update"]) or real_save(*a, **k))
+    assert train.main(["--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert saved == list(range(2, NUM_UPDATES + 1, 2))  # every chunk boundary, each once
+    assert_same_run(out, reference)
+
+
+def test_resuming_a_finished_run_changes_nothing(setup, reference, capsys):
+    root, _ = setup
+    out = root / "finished"
+    shutil.copytree(reference, out)
+    before = snapshot(out)
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert snapshot(out) == before
 
 
 def test_resume_falls_back_past_a_truncated_checkpoint(setup, reference, capsys):
@@ -169,6 +212,13 @@ def remove_checkpoints(out):
     shutil.rmtree(checkpoint.checkpoints_dir(out))
 
 
+def change_jax_version(out):
+    manifest = checkpoint.checkpoints_dir(out) / str(NUM_UPDATES) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["versions"]["jax"] = "0.0.1"
+    manifest.write_text(json.dumps(data))
+
+
 def change_shape(out):
     config = out / "config.yaml"
     config.write_text(config.read_text().replace("policy_hidden:\n  - 16", "policy_hidden:\n  - 32"))
@@ -180,6 +230,7 @@ def change_shape(out):
         (remove_checkpoints, [], "holds no checkpoint"),
         (damage_all_checkpoints, [], "no complete checkpoint"),
         (change_shape, [], "different config: network.policy_hidden is [16] there, [32]"),
+        (change_jax_version, [], "was written by jax 0.0.1, this is jax "),
         (None, ["--set", "seed=1"], "--set and --out do not apply"),
     ],
 )

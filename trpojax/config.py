@@ -92,6 +92,13 @@ class Config:
         choices=("auto", "scan", "split"),
     )
     checkpoint_every: int = hp(0, "save a checkpoint every this many updates (0: only at the end)", ge=0)
+    checkpoint_interval_s: float = hp(
+        600.0,
+        "also save a checkpoint at the first chunk boundary after this many seconds since the last one "
+        "(0: off); chunk lengths do not depend on it, so neither do the results",
+        ge=0.0,
+        static=True,
+    )
     keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
     network: NetworkConfig = section(NetworkConfig, "network shapes")
 

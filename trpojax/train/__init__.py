@@ -9,7 +9,14 @@ state, :mod:`~.cli` is the command line (docs/durability.md).
 from __future__ import annotations
 
 from trpojax.train import checkpoint, outputs
-from trpojax.train.cli import check_out_dir, default_cache_dir, enable_compilation_cache, main
+from trpojax.train.cli import (
+    StopRequest,
+    check_out_dir,
+    default_cache_dir,
+    enable_compilation_cache,
+    main,
+    stop_on_signals,
+)
 from trpojax.train.loop import RunInterrupted, RunResult, ValueDiverged, run
 from trpojax.trainer import (
     EVAL_KEY_SALT,
@@ -32,6 +39,7 @@ __all__ = [
     "EVAL_KEY_SALT",
     "RunInterrupted",
     "RunResult",
+    "StopRequest",
     "Trainer",
     "ValueDiverged",
     "check_out_dir",
@@ -52,5 +60,6 @@ __all__ = [
     "run",
     "seed_keys",
     "state_template",
+    "stop_on_signals",
     "strong_types",
 ]

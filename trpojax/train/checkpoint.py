@@ -7,8 +7,8 @@ update, each holding
   optimiser and value-function states, algorithm recursion state, observation statistics, environment
   states, PRNG keys, update counter), keyed by its pytree path (``jax.tree_util.keystr``);
 - ``config.yaml``: the resolved run config;
-- ``manifest.json``: format version, update, host-side totals (``train_s``) and the size and SHA-256 of
-  the other two files. It is written last.
+- ``manifest.json``: format version, update, host-side totals (``train_s``), the versions of trpojax, jax
+  and jaxlib that wrote it, and the size and SHA-256 of the other files. It is written last.
 
 A checkpoint is written into a temporary ``checkpoints/.tmp-*`` directory, every file fsynced, then the
 directory is renamed to its final name, so a crash never leaves a directory that looks complete; a
@@ -18,6 +18,7 @@ checkpoint counts as complete only when its manifest exists and every listed fil
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -66,6 +67,35 @@ class Restored(NamedTuple):
     train_s: float
 
 
+def code_versions() -> dict[str, str]:
+    """The installed versions of the code a checkpoint's numbers depend on: trpojax, jax and jaxlib."""
+    versions = {}
+    for package in ("trpojax", "jax", "jaxlib"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def check_versions(path: str | Path, manifest: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointMismatch` if the checkpoint at ``path`` was written by other code versions.
+
+    A resumed run is bit-identical to an uninterrupted one only under the same code, so a checkpoint of
+    another trpojax, jax or jaxlib version is refused (manifests written before versions were recorded
+    are accepted).
+    """
+    saved = manifest.get("versions")
+    if not isinstance(saved, dict):
+        return
+    for package, version in code_versions().items():
+        if saved.get(package, version) != version:
+            raise CheckpointMismatch(
+                f"checkpoint {path} was written by {package} {saved[package]}, this is {package} {version}; "
+                f"resume it with {package} {saved[package]} (or start a new run)"
+            )
+
+
 def checkpoints_dir(run_dir: str | Path) -> Path:
     """``run_dir/checkpoints``."""
     return Path(run_dir) / "checkpoints"
@@ -110,6 +140,7 @@ def save(
     update: int,
     keep: int,
     train_s: float = 0.0,
+    extra: dict[str, bytes] | None = None,
 ) -> Path:
     """Atomically write ``state`` as ``run_dir/checkpoints/<update>`` and keep only the newest ``keep``.
 
@@ -120,6 +151,8 @@ def save(
         update: updates done; names the directory.
         keep: how many of the newest checkpoints to keep (older ones are deleted after the write).
         train_s: seconds spent training so far, recorded in the manifest.
+        extra: more files to write into the checkpoint (name -> bytes), listed and checksummed in the
+            manifest like the others.
 
     Returns:
         The checkpoint directory. An existing checkpoint of the same update is replaced.
@@ -129,13 +162,14 @@ def save(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{TEMP_PREFIX}{update}-"))
     final = root / str(update)
     try:
-        files = {STATE_FILE: _state_bytes(state), CONFIG_FILE: config_text.encode()}
+        files = {STATE_FILE: _state_bytes(state), CONFIG_FILE: config_text.encode(), **(extra or {})}
         for name, data in files.items():
             _write_file(tmp / name, data)
         manifest = {
             "format": FORMAT_VERSION,
             "update": update,
             "train_s": train_s,
+            "versions": code_versions(),
             "files": {
                 name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 for name, data in files.items()
@@ -199,8 +233,11 @@ def verify(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: {MANIFEST_FILE} is not a format-{FORMAT_VERSION} trpojax manifest")
     if manifest.get("update") != int(path.name):
         raise CheckpointError(f"{path}: {MANIFEST_FILE} says update {manifest.get('update')}")
-    for name in (STATE_FILE, CONFIG_FILE):
-        expected = manifest["files"].get(name)
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        raise CheckpointError(f"{path}: {MANIFEST_FILE} lists no files")
+    for name in sorted({STATE_FILE, CONFIG_FILE} | set(listed)):
+        expected = listed.get(name)
         file = path / name
         if expected is None or not file.is_file():
             raise CheckpointError(f"{path}: {name} is missing")
@@ -368,6 +405,7 @@ def prepare_resume(
     config_path = run_dir / "config.yaml"
     config = config_lib.load(config_path)
     path, manifest, skipped = latest(run_dir)
+    check_versions(path, manifest)
     check_config(path, config_path.read_text())
     state = load_state(path, template_fn(config))
     _check_metrics(run_dir / "metrics.csv", manifest["update"], config.num_seeds)

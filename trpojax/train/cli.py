@@ -1,7 +1,10 @@
 """The command line of ``python -m trpojax.train`` (and ``trpojax-train``): validate, run, report.
 
 Bad input (an unknown key, a wrong type, an unknown environment, a missing or corrupt checkpoint, an
-unusable ``--out``) exits with code 2 and one line on stderr, before anything is written.
+unusable ``--out``, a checkpoint of another config or code version) exits with code 2 and one line on
+stderr, before anything is written. SIGINT (Ctrl-C), SIGTERM and SIGUSR1 stop the run at the next chunk
+boundary after a checkpoint, exiting with 128 + the signal number (130, 143, 138 on Linux); see
+docs/durability.md.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,27 +77,59 @@ def program_path(config: Config, cache_dir: Path | None) -> fastcpu.FastPath | P
     return PlainPath()
 
 
-@contextlib.contextmanager
-def stop_on_sigint() -> Iterator[Callable[[], bool]]:
-    """While active, a first SIGINT asks for a stop (the yielded predicate turns true); a second kills.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
-    The first Ctrl-C only sets a flag, which :func:`trpojax.train.run` polls at chunk boundaries, and
-    restores the default SIGINT action, so a second Ctrl-C terminates the process at once. Main thread only.
+
+class StopRequest:
+    """The stop predicate of :func:`stop_on_signals`: true once a stop signal arrived.
+
+    Attributes:
+        signum: the first stop signal received, or None.
     """
-    requested = False
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        """The signal's name (``SIGTERM``), or an empty string before any."""
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    @property
+    def exit_code(self) -> int:
+        """The conventional exit code of a process ended by the signal: 128 + its number (143 for SIGTERM)."""
+        return 128 + (self.signum or 0)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[StopRequest]:
+    """While active, a first SIGINT, SIGTERM or SIGUSR1 asks for a stop (the yielded predicate turns true);
+    a second one of any of them kills the process at once.
+
+    The first signal only records itself, which :func:`trpojax.train.run` (and the sweep) poll at chunk
+    boundaries, and restores the default action of every signal in ``signals``, so a second one
+    terminates the process at once (the last complete checkpoint stays usable). Main thread only.
+    """
+    request = StopRequest()
 
     def handler(signum: int, frame: Any) -> None:
-        nonlocal requested
-        requested = True
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        message = "\ninterrupt: saving a checkpoint at the next chunk boundary (Ctrl-C again quits at once)\n"
+        request.signum = signum
+        for sig in signals:
+            signal.signal(sig, signal.SIG_DFL)
+        name = signal.Signals(signum).name
+        message = f"\n{name}: saving a checkpoint at the next chunk boundary (a second signal quits at once)\n"
         os.write(sys.stderr.fileno(), message.encode())
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
-        yield lambda: requested
+        yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, action in previous.items():
+            signal.signal(sig, action)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -116,6 +151,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def finished(run_dir: Path, config: Config, restored: checkpoint.Restored) -> bool:
+    """True when the run in ``run_dir`` is complete: its newest checkpoint is of the last update and
+    summary.json exists."""
+    return restored.update == config.num_updates and (run_dir / "summary.json").is_file()
+
+
 def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restored | None]:
     """Validate the CLI input (raising ConfigError / CheckpointError) without writing anything."""
     if args.resume is None:
@@ -134,8 +175,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restore
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code.
 
-    0 on success; 2 on bad input (one line on stderr, nothing written); 130 when stopped by Ctrl-C after
-    checkpointing; 1 when the value function diverged (after checkpointing the last finite state).
+    0 on success, and for ``--resume`` of a finished run (nothing is changed); 2 on bad input (one line on
+    stderr, nothing written); 128 + the signal number when stopped by SIGINT (130), SIGTERM (143) or
+    SIGUSR1 (138) after checkpointing; 1 when the value function diverged (after checkpointing the last
+    finite state) or a write failed (a full disk: one line, the last complete checkpoint stays usable).
     """
     start = time.time()
     args = parse_args(argv)
@@ -144,20 +187,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if restored is not None and finished(out_dir, config, restored):
+        print(f"run {out_dir} is already finished (update {restored.update} of {config.num_updates}, "
+              "summary.json written); nothing to do")
+        return 0
     path = program_path(config, enable_compilation_cache(config.compilation_cache))
     try:
-        with stop_on_sigint() as stop_requested:
+        with stop_on_signals() as stop_requested:
             result = run(
                 config, out_dir, progress=not args.quiet, start_time=start, resume=restored,
                 stop_requested=stop_requested, path=path,
             )
     except RunInterrupted as err:
         print(
-            f"interrupted after update {err.update} of {config.num_updates}; checkpoint {err.path}; "
-            f"continue with: python -m trpojax.train --resume {out_dir}",
+            f"stopped by {stop_requested.name} after update {err.update} of {config.num_updates}; "
+            f"checkpoint {err.path}; continue with: python -m trpojax.train --resume {out_dir}",
             file=sys.stderr,
         )
-        return 130
+        return stop_requested.exit_code
+    except OSError as err:
+        print(f"error: cannot write the run's files: {err}; the last complete checkpoint in {out_dir} "
+              "stays usable with --resume", file=sys.stderr)
+        return 1
     except ValueDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -2,9 +2,11 @@
 
 :func:`run` takes the run's keys and programs from a path (:class:`trpojax.trainer.PlainPath`, or on CPU
 :class:`trpojax.fastcpu.FastPath`), then loops over chunks: dispatch, wait, append the metrics rows, stop
-on a diverging value function, checkpoint on schedule, advance the progress bar; it ends with the
-deterministic evaluation, summary.json and learning_curve.png. A requested stop (Ctrl-C) is honoured at
-the next chunk boundary after a checkpoint.
+on a diverging value function, checkpoint on schedule (every ``checkpoint_every`` updates and at the first
+chunk boundary ``checkpoint_interval_s`` seconds after the last checkpoint), advance the progress bar; it
+ends with the deterministic evaluation, summary.json and learning_curve.png. A requested stop (Ctrl-C,
+SIGTERM, SIGUSR1) is honoured at the next chunk boundary: a chunk dispatched ahead is abandoned, the state
+after the last finished chunk is checkpointed and :class:`RunInterrupted` raised.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from trpojax.algos import TrainState
 from trpojax.config import Config
 from trpojax.train import checkpoint, outputs
 from trpojax.trainer import PlainPath, Programs, Trainer, chunk_schedule, make_trainer, remaining_lengths
+
+SLOW_CHUNK_S = 60.0  # a chunk longer than this delays a requested stop by as much: warn once
 
 LEADING_METRICS = (
     "episode_return_mean", "episode_length_mean", "kl", "surrogate_gain", "cg_iters", "value_loss"
@@ -162,7 +166,9 @@ def run_chunks(
 
     Up to ``in_flight`` compiled chunks are dispatched ahead, so the device never waits while the host
     writes the previous chunk's outputs (a split chunk runs on the host threads and returns when done).
-    No new chunk is dispatched once ``stop_requested()``.
+    No new chunk is dispatched once ``stop_requested()``, and the generator returns at the next boundary
+    without waiting for a chunk dispatched ahead (its result is dropped), so a stop waits for at most the
+    chunk that is running.
     """
     queue: deque[tuple[int, TrainState, Any]] = deque()
     launched, tail = 0, states
@@ -172,7 +178,7 @@ def run_chunks(
             out = programs.chunks[lengths[launched]](tail, config)
             queue.append((lengths[launched], tail, out))
             launched, tail = launched + 1, out[0]
-        if not queue:
+        if not queue or stop_requested():
             return
         length, before, (after, metrics) = queue.popleft()
         _wait((after, metrics))
@@ -209,6 +215,8 @@ class RunOutputs:
         self.done = resume.update if resume is not None else 0
         self.saved_at = self.done if resume is not None else -1
         self.train_s = resume.train_s if resume is not None else 0.0
+        self.saved_clock = time.monotonic()  # for checkpoint_interval_s: the run's start counts as a save
+        self.warned_slow = False
         self.last_return = float("nan")
         self.metrics_path = out_dir / "metrics.csv"
         self.checkpoint_updates = {config.num_updates}
@@ -234,15 +242,31 @@ class RunOutputs:
             checkpoint.save(self.out_dir, state, self.config_text, update=update, keep=self.config.keep_checkpoints,
                             train_s=self.train_s)
             self.saved_at = update
+            self.saved_clock = time.monotonic()
         return checkpoint.checkpoints_dir(self.out_dir) / str(update)
 
+    def checkpoint_due(self) -> bool:
+        """True at a scheduled update (``checkpoint_every``, the last) or once ``checkpoint_interval_s``
+        seconds have passed since the last checkpoint (or the run's start)."""
+        interval = self.config.checkpoint_interval_s
+        overdue = interval > 0 and time.monotonic() - self.saved_clock >= interval
+        return self.done in self.checkpoint_updates or overdue
+
     def write_chunk(self, chunk: Chunk) -> None:
-        """Append the chunk's rows, checkpoint if a scheduled update was reached, advance the bar."""
+        """Append the chunk's rows, checkpoint if a scheduled update was reached or the checkpoint interval
+        has passed, advance the bar."""
         self.train_s += chunk.seconds
         self.writer.write_chunk(self.done + 1, self.steps_per_update, chunk.metrics)
         self.done += chunk.length
-        if self.done in self.checkpoint_updates:
+        if self.checkpoint_due():
             self.save(chunk.after, self.done)
+        if chunk.seconds > SLOW_CHUNK_S and not self.warned_slow:
+            self.warned_slow = True
+            print(
+                f"\nnote: a chunk took {chunk.seconds:.0f} s; a stop signal (Ctrl-C, SIGTERM, SIGUSR1) waits for "
+                "the running chunk, so raise num_chunks if the job must stop faster",
+                file=sys.stderr,
+            )
         with np.errstate(all="ignore"):
             last = chunk.metrics["episode_return_mean"][:, -1]
             last = last[np.isfinite(last)]
@@ -281,7 +305,8 @@ def run(
     learning_curve.png.
 
     Metrics are appended (and fsynced) after each chunk; a checkpoint is saved every
-    ``config.checkpoint_every`` updates and at the end (keeping ``config.keep_checkpoints``); the summary
+    ``config.checkpoint_every`` updates, at the first chunk boundary ``config.checkpoint_interval_s``
+    seconds after the previous checkpoint, and at the end (keeping ``config.keep_checkpoints``); the summary
     and plot are written (atomically) at the end, after the final deterministic evaluation of each seed.
 
     Args:
