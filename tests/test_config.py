@@ -9,10 +9,11 @@ import pytest
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
 
-# The top-level configs and configs/gpu/ (GPU-scale runs, not run on CPU: they load and validate here).
+# The top-level configs, configs/gpu/ (GPU-scale runs, not run on CPU: they load and validate here) and
+# configs/paper/ (issue 15's reproduction of the HARPG authors' runs).
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")) + sorted(
     (Path(__file__).parent.parent / "configs" / "gpu").glob("*.yaml")
-)
+) + sorted((Path(__file__).parent.parent / "configs" / "paper").glob("*.yaml"))  # the HARPG authors' protocol
 
 
 def test_there_are_configs():
@@ -26,6 +27,11 @@ def test_every_config_loads_and_validates(path):
     if path.parent.name == "gpu":  # rl-zoo's MuJoCo TRPO settings, 1M steps
         assert cfg.total_env_steps == 1_000_000 and cfg.num_envs * cfg.num_steps == 1024 and cfg.normalize_obs
         assert (cfg.trpo.cg_iters, cfg.trpo.cg_damping, cfg.trpo.critic_epochs) == (25, 0.1, 20)
+    if path.parent.name == "paper":  # the HARPG authors' run_PG.py: 1000-step garage batches, 32x32 tanh
+        section = cfg.algo_section
+        assert section.protocol == "garage" and cfg.num_envs * cfg.num_steps == 1000 and cfg.num_seeds >= 8
+        assert cfg.total_env_steps == 1_000_000 and cfg.network.policy_hidden == (32, 32) and cfg.gamma == 0.99
+        assert cfg.num_steps == {"CartPole-v1": 200, "Acrobot-v1": 500}[cfg.env]
     # the resolved config round-trips through YAML
     assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
 

@@ -92,6 +92,8 @@ class AlgorithmSpec(NamedTuple):
             policy function, so observation normalisation is not offered).
         extra_trajectories: ``section -> int``, trajectories an update samples beyond ``num_envs`` (HARPG's
             Hessian-vector-product batch).
+        extra_steps: ``section -> int``, further environment steps an update counts (HARPG's Hessian batch
+            under the authors' step-budgeted protocol).
         fixed_inputs: why the algorithm needs raw observations (``normalize_obs`` is refused with this
             reason); empty when it supports observation normalisation. Defaults to the episodic reason for
             episodic algorithms.
@@ -104,6 +106,7 @@ class AlgorithmSpec(NamedTuple):
     episodic: bool = False
     extra_trajectories: Callable[[Any], int] = _no_extra_trajectories
     fixed_inputs: str = ""
+    extra_steps: Callable[[Any], int] = _no_extra_trajectories
 
     @property
     def refuses_normalize_obs(self) -> str:
@@ -113,5 +116,6 @@ class AlgorithmSpec(NamedTuple):
         return "its estimators need one fixed policy function across updates" if self.episodic else ""
 
     def steps_per_update(self, config: Any) -> int:
-        """Environment steps one update consumes, per seed: (num_envs + extra) * num_steps."""
-        return (config.num_envs + self.extra_trajectories(getattr(config, self.name))) * config.num_steps
+        """Environment steps one update consumes, per seed: (num_envs + extra) * num_steps + extra steps."""
+        section = getattr(config, self.name)
+        return (config.num_envs + self.extra_trajectories(section)) * config.num_steps + self.extra_steps(section)

@@ -18,6 +18,11 @@ N-HARPG gamma_t = gamma_0 2/(t+2), eta_t = eta_0 2/(t+2); HARPG gamma_t = gamma_
 eta_t = 2/(t+2) (eta_0 = 1). A non-finite gradient, Hessian-vector product or direction, or a zero
 direction when normalised, leaves the whole state unchanged and counts as a rejected update, so t counts
 accepted updates.
+
+``protocol: garage`` runs the authors' code (:mod:`trpojax.algos.episodic`): step-budgeted batches (the
+Hessian batch holds at least ``hvp_batch_steps`` real steps, whole episodes), the per-step estimators with
+a linear baseline, and B v in the ``hvp_form`` chosen (``authors``: their ``STORMHessOptimizer``'s product;
+``paper``: the paper's B on the same surrogate; :mod:`trpojax.core.step_estimators`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from trpojax.algos.episodic import (
     mean_hessian_vector_product,
     mean_policy_gradient,
 )
+from trpojax.core import step_estimators
 from trpojax.core.hparams import config_dataclass, hp
 from trpojax.core.schedules import SCHEDULES, schedule_value
 from trpojax.core.tree import all_finite, keep_if_valid, norm
@@ -61,6 +67,11 @@ class Config:
     )
     momentum_schedule: str = hp("harmonic", "eta_t = eta_0 * schedule(t)", choices=SCHEDULES)
     hvp_trajectories: int = hp(8, "m, trajectories at theta^_t per Hessian-vector product", ge=1)
+    protocol: str = hp("paper", "paper: g and B on num_envs and m trajectories; garage: the HARPG authors' code "
+                       "(step-budgeted batches, linear baseline)", choices=("paper", "garage"))
+    hvp_batch_steps: int = hp(32, "garage protocol: real steps (whole episodes) of the Hessian batch", ge=1)
+    hvp_form: str = hp("paper", "garage protocol: B v as in the paper or as the authors' code computes it",
+                       choices=step_estimators.HVP_FORMS)
 
 
 HARPGState = RecursiveState  # (N-)HARPG's agent state: (theta_t, theta_{t-1}, d_{t-1}, t)
@@ -126,7 +137,7 @@ def update(
     grad = mean_policy_gradient(log_prob_fn, state.policy_params, batch.episodes, discount)
     delta = jax.tree.map(jnp.subtract, state.policy_params, state.prev_params)
     hvp = mean_hessian_vector_product(
-        log_prob_fn, interpolated_params(state, batch.q), batch.hvp_episodes, discount, delta
+        log_prob_fn, interpolated_params(state, batch.q), batch.hvp_episodes, discount, delta, config.hvp_form
     )
     momentum = optax.tree.add_scale(optax.tree.scale(1.0 - eta, jax.tree.map(jnp.add, state.direction, hvp)), eta, grad)
     direction = jax.tree.map(lambda g, m: jnp.where(state.step == 0, g, m), grad, momentum)
@@ -162,13 +173,21 @@ def sample(
     key, q_key, rollout_key, hvp_key = jax.random.split(key, 4)
     q = jax.random.uniform(q_key)
     batch = draw(agent.policy_params, rollout_key)
-    hvp_batch = draw(interpolated_params(agent, q), hvp_key, config.hvp_trajectories)
+    if config.protocol == "garage":
+        hvp_batch = draw(interpolated_params(agent, q), hvp_key, steps=config.hvp_batch_steps)
+    else:
+        hvp_batch = draw(interpolated_params(agent, q), hvp_key, config.hvp_trajectories)
     return Batch(batch, hvp_batch, q, discount), key
 
 
 def hvp_trajectories(config: Config) -> int:
-    """m, the trajectories an update samples beyond ``num_envs``."""
-    return config.hvp_trajectories
+    """m, the trajectories an update samples beyond ``num_envs`` (none with ``protocol: garage``)."""
+    return 0 if config.protocol == "garage" else config.hvp_trajectories
+
+
+def hvp_steps(config: Config) -> int:
+    """The Hessian batch's nominal steps with ``protocol: garage`` (``hvp_batch_steps``), else 0."""
+    return config.hvp_batch_steps if config.protocol == "garage" else 0
 
 
 def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
@@ -182,5 +201,5 @@ def make_learner(config: RunConfig, spec: EnvSpec) -> Learner:
 
 SPEC = AlgorithmSpec(
     "harpg", Config, make_learner, "HARPG / N-HARPG hyperparameters (Fatkhullin et al. 2023)", episodic=True,
-    extra_trajectories=hvp_trajectories,
+    extra_trajectories=hvp_trajectories, extra_steps=hvp_steps,
 )

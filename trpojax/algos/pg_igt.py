@@ -13,6 +13,11 @@ what lets normalised momentum converge with a single trajectory per step. The pa
 gamma_t = gamma_0 2/(t+2) and eta_t = eta_0 (2/(t+2))^(4/5). A non-finite gradient or a zero direction
 leaves the whole state (theta_t, theta_{t-1}, d_{t-1}, t) unchanged and counts as a rejected update, so t
 counts accepted updates.
+
+``protocol: garage`` runs the authors' code (:mod:`trpojax.algos.episodic`): step-budgeted batches, the
+per-step estimator with a linear baseline, and the look-ahead taken with the previous iteration's weight
+eta_{t-1} (their ``NIGTOptimizer`` moves to the look-ahead point before it updates eta; no look-ahead at
+t = 0), the momentum mixing with eta_t.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class Config:
                      gt=0.0, le=1.0)
     step_schedule: str = hp("harmonic", "gamma_t = gamma_0 * schedule(t)", choices=SCHEDULES)
     momentum_schedule: str = hp("harmonic_4_5", "eta_t = eta_0 * schedule(t)", choices=SCHEDULES)
+    protocol: str = hp("paper", "paper: g(tau, theta) on num_envs trajectories; garage: the HARPG authors' code "
+                       "(step-budgeted batches, linear baseline, look-ahead with eta_{t-1})",
+                       choices=("paper", "garage"))
 
 
 IGTState = RecursiveState  # N-PG-IGT's agent state: (theta_t, theta_{t-1}, d_{t-1}, t)
@@ -68,8 +76,14 @@ def momentum_weight(state: IGTState, config: Config) -> jax.Array:
 
 
 def lookahead_params(state: IGTState, config: Config) -> Any:
-    """theta~_t = theta_t + ((1 - eta_t) / eta_t) (theta_t - theta_{t-1}), where tau_t is sampled."""
-    eta = momentum_weight(state, config)
+    """theta~_t = theta_t + ((1 - eta_t) / eta_t) (theta_t - theta_{t-1}), where tau_t is sampled.
+
+    With ``protocol: garage`` the weight is eta_{t-1} (eta_0 at t = 0, where theta_t = theta_{t-1}).
+    """
+    if config.protocol == "garage":
+        eta = schedule_value(config.momentum_schedule, config.eta0, jnp.maximum(state.step - 1, 0))
+    else:
+        eta = momentum_weight(state, config)
     delta = jax.tree.map(jnp.subtract, state.policy_params, state.prev_params)
     return optax.tree.add_scale(state.policy_params, (1.0 - eta) / eta, delta)
 

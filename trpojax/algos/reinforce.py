@@ -9,7 +9,12 @@ Each update samples n trajectories of horizon H from reset at theta_t
 with b = 0 (the plain estimator g(tau, theta) of Fatkhullin et al. 2023) or b = V_phi, a value network fitted
 to G_t after the gradient is taken (Greensmith et al. 2004). The step is theta_{t+1} = theta_t + lr * u_t with
 u_t = g_hat (``sgd``) or Adam's preconditioned g_hat (``adam``; Kingma & Ba 2015). A non-finite g_hat leaves
-theta and the optimiser state unchanged and counts as a rejected update.
+theta and the optimiser state unchanged and counts as a rejected update. The step size may decay,
+lr_t = lr * step_schedule(t) (:mod:`trpojax.core.schedules`, t counting updates from 0).
+
+``protocol: garage`` runs the HARPG authors' vanilla PG instead (:mod:`trpojax.algos.episodic`):
+step-budgeted batches and the per-step estimator with a linear-feature baseline (their code's ``sgd``:
+``optimizer: sgd`` with ``step_schedule: harmonic_2_3``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from trpojax.algos.critic import fit_value, init_opt_state
 from trpojax.algos.episodic import DrawFn, make_log_prob_fn, mean_policy_gradient
 from trpojax.core.estimators import policy_gradient_with_baseline, reward_to_go
 from trpojax.core.hparams import config_dataclass, hp
+from trpojax.core.schedules import SCHEDULES, schedule_value
 from trpojax.core.tree import all_finite, keep_if_valid, norm
 from trpojax.envs import EnvSpec, EpisodeBatch
 
@@ -43,6 +49,9 @@ class Config:
     baseline: bool = hp(False, "subtract a learned state value V(s_t) from the reward-to-go")
     critic_lr: float = hp(1e-3, "Adam learning rate of the baseline value network", gt=0.0)
     critic_steps: int = hp(10, "full-batch Adam steps on the baseline per update", ge=1)
+    step_schedule: str = hp("constant", "lr_t = learning_rate * schedule(t)", choices=SCHEDULES)
+    protocol: str = hp("paper", "paper: g on num_envs trajectories; garage: the HARPG authors' code "
+                       "(step-budgeted batches, per-step estimator, linear baseline)", choices=("paper", "garage"))
 
 
 class ReinforceState(NamedTuple):
@@ -53,12 +62,14 @@ class ReinforceState(NamedTuple):
         policy_opt_state: Adam moments of the policy (``optax.scale_by_adam``; ``None`` for sgd).
         value_params: baseline network parameters (``None`` without a baseline).
         value_opt_state: Adam moments of the baseline (``None`` without a baseline).
+        step: [] int32 updates so far, for a decaying ``step_schedule`` (``None`` with a constant one).
     """
 
     policy_params: Any
     policy_opt_state: Any
     value_params: Any
     value_opt_state: Any
+    step: Any = None
 
 
 class Batch(NamedTuple):
@@ -79,9 +90,12 @@ _ADAM = optax.scale_by_adam()
 def init(policy_params: Any, value_params: Any, config: Config) -> ReinforceState:
     """Fresh state; ``value_params`` is ignored (stored as None) when ``config.baseline`` is False."""
     policy_opt = _ADAM.init(policy_params) if config.optimizer == "adam" else None
+    step = None if config.step_schedule == "constant" else jnp.zeros((), jnp.int32)
+    if config.baseline and config.protocol == "garage":
+        raise ValueError("reinforce.baseline: the garage protocol brings its own linear baseline; set baseline: false")
     if not config.baseline:
-        return ReinforceState(policy_params, policy_opt, None, None)
-    return ReinforceState(policy_params, policy_opt, value_params, init_opt_state(value_params))
+        return ReinforceState(policy_params, policy_opt, None, None, step)
+    return ReinforceState(policy_params, policy_opt, value_params, init_opt_state(value_params), step)
 
 
 def update(
@@ -137,7 +151,12 @@ def update(
         policy_opt = keep_if_valid(valid, new_opt, state.policy_opt_state)
     else:
         direction, policy_opt = safe_grad, state.policy_opt_state
-    step = jnp.where(valid, config.learning_rate, 0.0)
+    if state.step is None:
+        learning_rate, count = config.learning_rate, None
+    else:
+        learning_rate = schedule_value(config.step_schedule, config.learning_rate, state.step)
+        count = state.step + 1
+    step = jnp.where(valid, learning_rate, 0.0)
     new_params = optax.tree.add_scale(params, step, direction)
     metrics.update(
         grad_norm=norm(grad),
@@ -145,7 +164,7 @@ def update(
         step_norm=step * norm(direction),
         rejected_updates=(~valid).astype(jnp.float32),
     )
-    return ReinforceState(new_params, policy_opt, value_params, value_opt), metrics
+    return ReinforceState(new_params, policy_opt, value_params, value_opt, count), metrics
 
 
 def sample(

@@ -6,10 +6,12 @@ Iterations are counted from t = 0. With scale c (gamma_0 for step sizes, eta_0 f
     harmonic:      c * 2 / (t + 2)
     sqrt:          c * sqrt(2 / (t + 2))
     harmonic_4_5:  c * (2 / (t + 2))^(4/5)
+    harmonic_2_3:  c * (2 / (t + 2))^(2/3)
 
 Fatkhullin et al. (2023) use, for N-PG-IGT, gamma_t = gamma_0 2/(t+2) and eta_t = eta_0 (2/(t+2))^(4/5);
 for N-HARPG, gamma_t = gamma_0 2/(t+2) and eta_t = eta_0 2/(t+2); for HARPG, gamma_t = gamma_0
-sqrt(2/(t+2)) and eta_t = 2/(t+2). All are 1 * c at t = 0.
+sqrt(2/(t+2)) and eta_t = 2/(t+2). Their code's vanilla PG (garage's SGD) steps gamma_0 (2/(t+2))^(2/3).
+All are 1 * c at t = 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-SCHEDULES = ("constant", "harmonic", "sqrt", "harmonic_4_5")
+SCHEDULES = ("constant", "harmonic", "sqrt", "harmonic_4_5", "harmonic_2_3")
 
 
 def schedule_value(name: str, scale: float | jax.Array, t: jax.Array) -> jax.Array:
@@ -37,6 +39,7 @@ def schedule_value(name: str, scale: float | jax.Array, t: jax.Array) -> jax.Arr
         "harmonic": ratio,
         "sqrt": jnp.sqrt(ratio),
         "harmonic_4_5": ratio**0.8,
+        "harmonic_2_3": ratio ** (2.0 / 3.0),
     }
     if name not in factors:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
