@@ -66,7 +66,7 @@ def test_sharded_sweep_matches_single_runs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "on 4 device(s)" in proc.stdout
-    outputs = {"results.csv", "curves.csv", "summary.md", "curves.png", "sweep.yaml"}
+    outputs = {"results.csv", "curves.csv", "summary.md", "curves.png", "sweep.yaml", "groups"}
     assert {p.name for p in out.iterdir()} == outputs
     assert "| 1 | - | 6 (8) |" in (out / "summary.md").read_text()  # 6 runs padded to 8 on 4 devices
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -41,9 +41,10 @@ from trpojax.sweep.spec import GIB, Sweep, config_fields
 from trpojax.train import outputs
 from trpojax.trainer import (
     EVAL_KEY_SALT,
-    chunk_lengths,
+    chunk_schedule,
     evaluation_fn,
     make_learner,
+    remaining_lengths,
     seed_keys,
     strong_types,
 )
@@ -90,7 +91,9 @@ class Program(NamedTuple):
         init: compiled (keys, run_configs) -> states.
         chunks: chunk length -> compiled (states, run_configs) -> (states, returns [padded, length]).
         evaluate: compiled (states, keys) -> mean deterministic eval return [padded].
-        lengths: the chunk lengths, in order (sum = num_updates).
+        lengths: the chunk lengths, in order (sum = num_updates; every ``checkpoint_every``-th update is a
+            boundary, as in single runs).
+        state_shapes: ``jax.ShapeDtypeStruct`` tree of the stacked train state ([padded, ...] leaves).
         env_steps_per_update: environment steps of one update of one run.
         memory_bytes: the largest per-device footprint of the compiled programs
             (arguments + outputs + temporaries - aliased, from ``compiled.memory_analysis()``; 0 where
@@ -109,6 +112,7 @@ class Program(NamedTuple):
     chunks: dict[int, Any]
     evaluate: Any
     lengths: list[int]
+    state_shapes: Any
     env_steps_per_update: int
     memory_bytes: int
     compile_s: float
@@ -183,7 +187,7 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
     init_jit = jax.jit(sharded(init_block))
     init = init_jit.lower(keys, run_configs).compile(compiler_options(config, one_shot=True))
     states = jax.eval_shape(init_jit, keys, run_configs)
-    lengths = chunk_lengths(config.num_updates, config.num_chunks)
+    lengths = chunk_schedule(config)
     chunks = {
         n: jax.jit(sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0)
         .lower(states, run_configs).compile(compiler_options(dataclasses.replace(config, num_seeds=padded)))
@@ -194,7 +198,7 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
     compile_s = time.perf_counter() - t0
     return Program(
         group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,
-        run_configs=run_configs, init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths,
+        run_configs=run_configs, init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths, state_shapes=states,
         env_steps_per_update=learner.env_steps_per_update,
         memory_bytes=max(_footprint(c) for c in (init, evaluate_c, *chunks.values())),
         compile_s=compile_s,
@@ -241,19 +245,52 @@ class ProgramResult(NamedTuple):
     train_s: float
 
 
-def run_program(program: Program, bar: outputs.Progress) -> ProgramResult:
-    """Initialise, train in chunks (advancing ``bar``) and evaluate every run of ``program``."""
-    states = program.init(program.keys, program.run_configs)
-    curves, train_s = [], 0.0
-    for length in program.lengths:
+class Resumed(NamedTuple):
+    """Where a program continues: its state after ``update`` updates (from a checkpoint).
+
+    Attributes:
+        update: updates done.
+        states: the stacked train state on the mesh ([padded, ...] leaves).
+        curves: [runs, update] ``episode_return_mean`` of the updates done.
+        train_s: seconds spent in update chunks so far.
+    """
+
+    update: int
+    states: Any
+    curves: np.ndarray
+    train_s: float
+
+
+AfterChunk = Callable[[int, Any, Callable[[], np.ndarray], float], None]
+
+
+def run_program(
+    program: Program, bar: outputs.Progress, resume: Resumed | None = None, after_chunk: AfterChunk | None = None
+) -> ProgramResult:
+    """Initialise (or continue from ``resume``), train in chunks (advancing ``bar``) and evaluate every run of
+    ``program``.
+
+    ``after_chunk(update, states, curves, train_s)`` is called at each chunk boundary with the updates done,
+    the stacked state, a function giving the [runs, update] curves so far and the training seconds; it may
+    checkpoint, or raise to stop the sweep there.
+    """
+    if resume is None:
+        states, curves, train_s, done = program.init(program.keys, program.run_configs), [], 0.0, 0
+    else:
+        states, train_s, done = resume.states, resume.train_s, resume.update
+        curves = [resume.curves] if resume.update else []
+    for length in remaining_lengths(program.lengths, done):
         t0 = time.perf_counter()
         states, returns = program.chunks[length](states, program.run_configs)
         returns = _to_host(returns)[: program.runs]
         dt = time.perf_counter() - t0
         train_s += dt
+        done += length
         curves.append(returns)
         steps = length * program.env_steps_per_update * program.runs
         bar.update(steps, steps / max(dt, 1e-9), float(stats.nanmean(returns[:, -1])))
+        if after_chunk is not None:
+            after_chunk(done, states, lambda: np.concatenate(curves, axis=1), train_s)
     eval_return = _to_host(program.evaluate(states, program.keys))[: program.runs]
     return ProgramResult(eval_return, np.concatenate(curves, axis=1), train_s)
 

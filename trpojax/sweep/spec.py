@@ -45,8 +45,9 @@ NOT_SWEPT = {
     "num_seeds": "set num_seeds at the top of the sweep file",
     "num_chunks": "it only changes how often the host reports progress",
     "compilation_cache": "it is a host setting",
-    "checkpoint_every": "sweeps do not write checkpoints",
-    "keep_checkpoints": "sweeps do not write checkpoints",
+    "checkpoint_every": "it is a host setting of the whole sweep (give it under set:)",
+    "checkpoint_interval_s": "it is a host setting of the whole sweep (give it under set:)",
+    "keep_checkpoints": "it is a host setting of the whole sweep (give it under set:)",
 }
 GIB = 2.0**30
 
