@@ -1,6 +1,8 @@
 """Runs that survive: kill -9 / SIGTERM and --resume end bitwise equal to an uninterrupted run; time-based
 checkpoints change nothing; the stop signals; resuming a finished run changes nothing; determinism; value
-divergence; evaluate; bad --resume input exits 2 and writes nothing.
+divergence; evaluate; bad --resume input exits 2 and writes nothing. Fault injection with real processes:
+kill -9 mid-run, SIGTERM, a full disk (a size-limited tmpfs in a user namespace), a corrupted newest
+checkpoint (benchmarks/fault_injection.py runs the many-trial version).
 
 One tiny TRPO CartPole config (2 seeds, 48 updates of 4 x 32 steps, chunks of 2, a checkpoint every 4)
 is compiled once into a per-module persistent compilation cache, which the subprocesses share.
@@ -196,6 +198,53 @@ def test_resume_falls_back_past_a_truncated_checkpoint(setup, reference, capsys)
     assert train.main(["--resume", str(out), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "skipping checkpoint" in err and "truncated" in err and "resuming from" in err
+    assert_same_run(out, reference)
+
+
+def test_resume_falls_back_past_a_corrupted_checkpoint_with_a_warning(setup, reference, capsys):
+    root, _ = setup
+    out = root / "bitflip"
+    shutil.copytree(reference, out)
+    (out / "summary.json").unlink()
+    state = checkpoint.checkpoints_dir(out) / "48" / "state.npz"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size, one bit off: only the checksum sees it
+    state.write_bytes(bytes(data))
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipping checkpoint" in err and "does not match its checksum" in err
+    assert_same_run(out, reference)
+
+
+def user_namespaces_work():
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-Urm", "true"], capture_output=True
+    ).returncode == 0
+
+
+@pytest.mark.skipif(not user_namespaces_work(), reason="needs unshare -Urm (user and mount namespaces)")
+def test_full_disk_exits_1_with_one_line_and_the_run_resumes(setup, reference):
+    """A 64 KiB tmpfs holds config.yaml, the metric rows and two checkpoints (~24 KiB each, in 4 KiB pages):
+    the run fails writing a later one and must exit 1 with one line, leaving a resumable directory."""
+    root, config = setup
+    mount, out = root / "tmpfs", root / "full_disk"
+    mount.mkdir()
+    script = (
+        'mount -t tmpfs -o size=64k tmpfs "$1" || exit 99; '
+        f'"{sys.executable}" -m trpojax.train --config "$2" --out "$1/run" --quiet; rc=$?; '
+        'cp -a "$1/run" "$3"; exit $rc'
+    )
+    proc = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script, "sh", str(mount), str(config), str(out)],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write") and "No space left" in lines[0]
+    path, manifest, skipped = checkpoint.latest(out)
+    assert skipped == [] and 0 < manifest["update"] < NUM_UPDATES
+    assert not (out / "summary.json").exists()
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
     assert_same_run(out, reference)
 
 
