@@ -201,6 +201,20 @@ def test_resume_falls_back_past_a_truncated_checkpoint(setup, reference, capsys)
     assert_same_run(out, reference)
 
 
+def test_resume_before_the_first_checkpoint_starts_again(setup, reference, capsys):
+    root, _ = setup
+    out = root / "no_checkpoint_yet"
+    shutil.copytree(reference, out)
+    for name in ("summary.json", "learning_curve.png", "metrics.csv"):
+        (out / name).unlink()
+    remove_checkpoints(out)
+    (checkpoint.checkpoints_dir(out) / ".tmp-4-x").mkdir(parents=True)  # a write cut short
+    (out / "metrics.csv").write_text("update,env_steps,seed,episode_return_mean\n")
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    assert "no checkpoint yet; starting it again from update 0" in capsys.readouterr().err
+    assert_same_run(out, reference)
+
+
 def test_resume_falls_back_past_a_corrupted_checkpoint_with_a_warning(setup, reference, capsys):
     root, _ = setup
     out = root / "bitflip"

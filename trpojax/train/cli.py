@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import time
@@ -158,7 +159,8 @@ def finished(run_dir: Path, config: Config, restored: checkpoint.Restored) -> bo
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restored | None]:
-    """Validate the CLI input (raising ConfigError / CheckpointError) without writing anything."""
+    """Validate the CLI input (raising ConfigError / CheckpointError) without writing anything, except that
+    a ``--resume`` of a run stopped before its first checkpoint clears its leftovers to start again."""
     if args.resume is None:
         config = config_lib.load(args.config, args.overrides)
         out_dir = Path(args.out) if args.out else default_out_dir(config)
@@ -166,6 +168,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restore
         return config, out_dir, None
     if args.overrides or args.out:
         raise ConfigError("--resume DIR continues DIR with its own config.yaml; --set and --out do not apply")
+    run_dir = Path(args.resume)
+    if run_dir.is_dir() and (run_dir / "config.yaml").is_file() and checkpoint.never_checkpointed(run_dir):
+        config = config_lib.load(run_dir / "config.yaml")  # stopped before its first checkpoint: start again
+        print(f"note: {run_dir} has no checkpoint yet; starting it again from update 0", file=sys.stderr)
+        shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        return config, run_dir, None
     config, restored, notes = checkpoint.prepare_resume(args.resume, state_template)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
