@@ -382,10 +382,10 @@ def _check_metrics(path: Path, update: int, num_seeds: int) -> None:
 
 
 def never_checkpointed(run_dir: str | Path) -> bool:
-    """True when ``run_dir`` has no checkpoint directory (complete or not) and ``metrics.csv`` holds no data
-    row: a run stopped before its first checkpoint, which a resume starts again from update 0."""
-    metrics = Path(run_dir) / "metrics.csv"
-    return not saved_updates(run_dir) and (not metrics.is_file() or not _metric_rows(metrics)[1])
+    """True when ``run_dir`` has no checkpoint directory (complete or not; the temporary directory of a
+    write cut short does not count): a run stopped before its first checkpoint was complete, which a resume
+    starts again from update 0."""
+    return not saved_updates(run_dir)
 
 
 def prepare_resume(

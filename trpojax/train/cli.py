@@ -171,7 +171,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restore
     run_dir = Path(args.resume)
     if run_dir.is_dir() and (run_dir / "config.yaml").is_file() and checkpoint.never_checkpointed(run_dir):
         config = config_lib.load(run_dir / "config.yaml")  # stopped before its first checkpoint: start again
-        print(f"note: {run_dir} has no checkpoint yet; starting it again from update 0", file=sys.stderr)
+        print(f"note: {run_dir} has no checkpoint; starting it again from update 0", file=sys.stderr)
         shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
         (run_dir / "metrics.csv").unlink(missing_ok=True)
         return config, run_dir, None
