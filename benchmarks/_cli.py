@@ -24,9 +24,12 @@ def package_version(package: str) -> str | None:
         return None
 
 
-def train_cold(config: str, overrides: dict[str, Any], prefix: str) -> tuple[dict[str, Any], list[str], float]:
+def train_cold(
+    config: str, overrides: dict[str, Any], prefix: str, *, cold: bool = True
+) -> tuple[dict[str, Any], list[str], float]:
     """Run ``python -m trpojax.train --config CONFIG --set KEY=VALUE ... --quiet`` in a subprocess in the
-    repository root, with an empty compilation cache (a cold compile) and outputs in a temporary directory.
+    repository root, with outputs in a temporary directory and, when ``cold``, an empty compilation cache (a
+    cold compile; else the user's persistent cache, as a user's second run would have it).
 
     Returns:
         ``(summary, command, process_s)``: the run's summary.json, the command, and the subprocess's wall time.
@@ -37,7 +40,7 @@ def train_cold(config: str, overrides: dict[str, Any], prefix: str) -> tuple[dic
         cmd = [sys.executable, "-m", "trpojax.train", "--config", config, "--out", str(out), "--quiet"]
         for key, value in overrides.items():
             cmd += ["--set", f"{key}={value}"]
-        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(Path(tmp) / "cache")}  # empty: a cold compile
+        env = {**os.environ, "TRPOJAX_CACHE_DIR": str(Path(tmp) / "cache")} if cold else dict(os.environ)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         process_s = time.perf_counter() - t0
