@@ -16,8 +16,9 @@ Both evaluate as the zoo does: deterministic actions, whole episodes to the envi
 and, where observations are normalised, the training statistics frozen. The table has, per row: the budget,
 the zoo's published number (one run), sb3-contrib measured here (mean and per seed), trpojax's 8-seed mean
 per base seed, whether every base seed's mean reaches the zoo's number (CartPole: 475), and each side's
-wall clock for the row (trpojax: all base seeds, 8 seeds each; sb3: all its seeds). ``--json FILE`` keeps
-everything, per-seed returns included.
+wall clock for the row (trpojax: all base seeds, 8 seeds each; sb3: all its seeds). Each row is printed as
+soon as it is measured; ``--json FILE`` keeps everything, per-seed returns included, rewritten after every
+row.
 
     python -m benchmarks.zoo_table [--rows cartpole,acrobot] [--base-seeds 0,100,200] [--sb3-seeds 3]
                                    [--no-sb3] [--eval-episodes 32] [--json zoo_table.json]
@@ -163,6 +164,7 @@ def main() -> None:
 
     from benchmarks._timing import machine
 
+    versions = {p: package_version(p) for p in ("jax", "gymnax", "sb3-contrib", "torch", "gymnasium")}
     results = []
     for key in keys:
         row = by_key[key]
@@ -171,15 +173,15 @@ def main() -> None:
         if sb3:
             result["sb3"] = run_sb3(row, args.sb3_seeds, args.eval_episodes)
         results.append(result)
-    versions = {p: package_version(p) for p in ("jax", "gymnax", "sb3-contrib", "torch", "gymnasium")}
+        print(table([result], base_seeds).splitlines()[-1], flush=True)  # the row, as soon as it is measured
+        if args.json:  # rewritten after every row: an interrupted run keeps what it measured
+            data = [{**r, "row": r["row"].__dict__} for r in results]
+            with open(args.json, "w") as f:
+                json.dump({"machine": machine(), "versions": versions, "rows": data}, f, indent=1)
     print(f"\nmachine: {machine()}; versions: {versions}")
     print(f"trpojax: configs/zoo/, 8 seeds per base seed, {args.eval_episodes} deterministic episodes per seed; "
           f"sb3-contrib: the zoo's hyperparameters, {args.sb3_seeds} seeds\n")
     print(table(results, base_seeds))
-    if args.json:
-        data = [{**r, "row": r["row"].__dict__} for r in results]
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "versions": versions, "rows": data}, f, indent=1)
 
 
 if __name__ == "__main__":

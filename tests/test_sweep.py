@@ -180,3 +180,14 @@ SWEEP_FILES = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob(
 def test_shipped_sweep_files_load(path):
     spec = load_sweep(path)
     assert len(spec.configs) >= 4 and len(sweep.group_configs(spec)) == 1
+
+
+ZOO_SWEEPS = sorted((Path(__file__).parent.parent / "configs" / "sweeps" / "zoo").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ZOO_SWEEPS, ids=[p.name for p in ZOO_SWEEPS])
+def test_zoo_searches_load_and_contain_the_shipped_config(path):
+    """The searches behind configs/zoo/: each loads, and its grid contains the config it chose."""
+    spec = load_sweep(path)
+    assert spec.base_path.parent.name == "zoo" and spec.base_path.name == path.name
+    assert sum(cfg == spec.base for cfg in spec.configs) == 1
