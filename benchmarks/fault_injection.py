@@ -6,12 +6,13 @@ Three parts, each optional:
 1. ``--train-trials N`` (default 20): a small TRPO CartPole run (2 seeds, 48 updates in chunks of 2, a
    checkpoint every 4 updates and, with ``checkpoint_interval_s: 0.02``, at almost every boundary, so kills
    land in checkpoint writes too). Each trial starts the run, kills it with SIGKILL at a seeded uniform time
-   within the uninterrupted run's training window, records what the kill left (a temporary checkpoint
+   within the uninterrupted run's training window (from metrics.csv appearing to the final checkpoint
+   appearing), records what the kill left (a temporary checkpoint
    directory = killed inside a checkpoint write, a cut metrics row), resumes it with ``--resume`` and
    compares metrics.csv (bytes), summary.json (timing fields aside) and the final state.npz arrays with the
    uninterrupted run's.
 2. ``--sweep-trials N`` (default 10): a small sweep (2 programs, 2 configs x 2 seeds each), killed the same
-   way, resumed with ``python -m trpojax.sweep --resume``; results.csv and curves.csv must be identical
+   way (within the window from sweep.yaml appearing to the last program's final checkpoint), resumed with ``python -m trpojax.sweep --resume``; results.csv and curves.csv must be identical
    bytes and summary.md identical outside its timing cells.
 3. ``--sigterm``: SIGTERM timing for every shipped config (configs/*.yaml): SIGTERM once the first chunk's
    metrics rows are on disk, the seconds until the process exits, its exit code (143 expected), and that
@@ -67,11 +68,11 @@ algo: trpo
 env: CartPole-v1
 seed: 3
 num_seeds: 1
-total_env_steps: 1536
+total_env_steps: 3072
 num_envs: 4
 num_steps: 16
 eval_episodes: 2
-num_chunks: 8
+num_chunks: 12
 trpo:
   cg_iters: 3
   critic_epochs: 1
@@ -158,12 +159,13 @@ def train_trials(work: Path, trials: int, rng: np.random.Generator) -> dict[str,
     t0 = time.monotonic()
     proc = start(["trpojax.train", "--config", str(config), "--out", str(reference), "--quiet"], work)
     t_metrics = wait_for(reference / "metrics.csv", proc)
+    t_final = wait_for(reference / "checkpoints" / "48", proc)
     proc.communicate()
     t_end = time.monotonic()
     assert proc.returncode == 0
-    window = t_end - t_metrics
-    print(f"train reference: {t_end - t0:.2f} s, training window {window:.2f} s after metrics.csv appears",
-          flush=True)
+    window = t_final - t_metrics
+    print(f"train reference: {t_end - t0:.2f} s, training window {window:.2f} s from metrics.csv to the final "
+          "checkpoint", flush=True)
     results = []
     for trial in range(trials):
         out = work / f"train_trial_{trial}"
@@ -210,10 +212,12 @@ def sweep_trials(work: Path, trials: int, rng: np.random.Generator) -> dict[str,
     reference = work / "sweep_reference"
     proc = start(["trpojax.sweep", "--config", "sweep.yaml", "--out", str(reference), "--quiet"], work)
     t_start = wait_for(reference / "sweep.yaml", proc)
+    t_final = wait_for(reference / "groups" / "2" / "checkpoints" / "48", proc)
     proc.communicate()
     assert proc.returncode == 0, proc.stderr
-    window = time.monotonic() - t_start
-    print(f"sweep reference: window {window:.2f} s after sweep.yaml appears", flush=True)
+    window = t_final - t_start
+    print(f"sweep reference: window {window:.2f} s from sweep.yaml to the last program's final checkpoint",
+          flush=True)
     results = []
     for trial in range(trials):
         out = work / f"sweep_trial_{trial}"
