@@ -7,17 +7,17 @@ Three parts, each optional:
    checkpoint every 4 updates and, with ``checkpoint_interval_s: 0.02``, at almost every boundary, so kills
    land in checkpoint writes too). Each trial starts the run, kills it with SIGKILL at a seeded uniform time
    within the uninterrupted run's training window (from metrics.csv appearing to the final checkpoint
-   appearing), records what the kill left (a temporary checkpoint
-   directory = killed inside a checkpoint write, a cut metrics row), resumes it with ``--resume`` and
-   compares metrics.csv (bytes), summary.json (timing fields aside) and the final state.npz arrays with the
-   uninterrupted run's.
+   appearing), records what the kill left (a temporary checkpoint directory = killed inside a checkpoint
+   write, a cut metrics row), resumes it with ``--resume`` and compares metrics.csv (bytes), summary.json
+   (timing fields aside) and the final state.npz arrays with the uninterrupted run's.
 2. ``--sweep-trials N`` (default 10): a small sweep (2 programs, 2 configs x 2 seeds each), killed the same
-   way (within the window from sweep.yaml appearing to the last program's final checkpoint), resumed with ``python -m trpojax.sweep --resume``; results.csv and curves.csv must be identical
-   bytes and summary.md identical outside its timing cells.
+   way (within the window from sweep.yaml appearing to the last program's final checkpoint), resumed with
+   ``python -m trpojax.sweep --resume``; results.csv and curves.csv must be identical bytes and summary.md
+   identical outside its timing cells.
 3. ``--sigterm``: SIGTERM timing for every shipped config (configs/*.yaml): SIGTERM once the first chunk's
    metrics rows are on disk, the seconds until the process exits, its exit code (143 expected), and that
-   the newest checkpoint verifies. Plus, for the small TRPO run, SIGTERM during compilation (0.3 s after
-   the handlers are installed is not observable from outside, so at a fixed time after start; the outcome is
+   the newest checkpoint verifies. Plus, for the small TRPO run, SIGTERM during compilation (the moment
+   the handlers are installed is not observable from outside, so at a fixed 4 s after start; the outcome is
    classified by what is on disk) and during the final evaluation (once the final checkpoint exists).
 
 Usage::
