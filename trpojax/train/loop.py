@@ -166,9 +166,9 @@ def run_chunks(
 
     Up to ``in_flight`` compiled chunks are dispatched ahead, so the device never waits while the host
     writes the previous chunk's outputs (a split chunk runs on the host threads and returns when done).
-    No new chunk is dispatched once ``stop_requested()``, and the generator returns at the next boundary
-    without waiting for a chunk dispatched ahead (its result is dropped), so a stop waits for at most the
-    chunk that is running.
+    No new chunk is dispatched once ``stop_requested()``, and after the chunk that was running when the
+    stop came is yielded the generator returns without waiting for the chunk dispatched behind it (its
+    result is dropped), so a stop waits for at most the chunk that is running.
     """
     queue: deque[tuple[int, TrainState, Any]] = deque()
     launched, tail = 0, states
@@ -178,13 +178,15 @@ def run_chunks(
             out = programs.chunks[lengths[launched]](tail, config)
             queue.append((lengths[launched], tail, out))
             launched, tail = launched + 1, out[0]
-        if not queue or stop_requested():
+        if not queue:
             return
         length, before, (after, metrics) = queue.popleft()
         _wait((after, metrics))
         metrics = _host(metrics)
         seconds, ready_at = time.perf_counter() - ready_at, time.perf_counter()
         yield Chunk(length, before, after, metrics, seconds)
+        if stop_requested():
+            return  # chunks dispatched behind this one are abandoned
 
 
 class RunOutputs:
