@@ -127,6 +127,8 @@ def restore(out_dir: Path, sweep: Sweep, program: Program, g: int) -> Restored |
     run_dir = group_dir(out_dir, g)
     update = agree_int(check_group(out_dir, sweep, program.group, g))
     if update < 0:
+        if jax.process_index() == 0 and checkpoint.checkpoints_dir(run_dir).is_dir():
+            checkpoint.discard_after(run_dir, -1)  # leftovers of a first write cut short
         return None
     path, manifest = checkpoint.find(run_dir, update)
     notes = [f"program {g + 1}: skipping checkpoint {run_dir / 'checkpoints' / str(u)} (incomplete or corrupt); "
