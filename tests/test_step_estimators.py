@@ -123,9 +123,9 @@ def test_step_budget_rollout_keeps_whole_episodes_until_the_budget_like_garage()
     policy = PolicyNetwork(action_dim=spec.action_dim, discrete=True, hidden=(8,), activation="tanh")
     params = policy.init(jax.random.PRNGKey(0), jnp.zeros((spec.obs_dim,)))
     budget, horizon = 40, 12  # horizon well below CartPole's own limit: episodes are cut at H
+    sample = jax.jit(lambda key: step_budget_rollout(spec, policy.apply, params, key, budget, horizon))
     for seed in range(3):
-        batch = jax.tree.map(np.asarray, step_budget_rollout(spec, policy.apply, params, jax.random.PRNGKey(seed),
-                                                             budget, horizon))
+        batch = jax.tree.map(np.asarray, sample(jax.random.PRNGKey(seed)))
         length = budget + horizon - 1
         assert batch.mask.shape == (length,)
         kept = int(batch.mask.sum())
