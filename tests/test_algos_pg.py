@@ -20,7 +20,8 @@ OBS_DIM, HORIZON, DISCOUNT = 3, 6, 0.9
 def test_schedules_match_the_paper_formulas():
     for t in range(6):
         r = 2.0 / (t + 2)
-        expected = {"constant": 0.7, "harmonic": 0.7 * r, "sqrt": 0.7 * r**0.5, "harmonic_4_5": 0.7 * r**0.8}
+        expected = {"constant": 0.7, "harmonic": 0.7 * r, "sqrt": 0.7 * r**0.5, "harmonic_4_5": 0.7 * r**0.8,
+                    "harmonic_2_3": 0.7 * r ** (2 / 3)}
         for name, value in expected.items():
             np.testing.assert_allclose(float(schedule_value(name, 0.7, jnp.asarray(t))), value, rtol=1e-6)
     assert float(schedule_value("harmonic", 1.0, 0)) == 1.0
