@@ -145,6 +145,21 @@ def test_reinforce_matches_reference(setup, optimizer):
         assert float(metrics["rejected_updates"]) == 0.0
 
 
+def test_reinforce_decaying_step_size_follows_its_schedule(setup):
+    """lr_t = lr (2/(t+2))^(2/3): the HARPG authors' vanilla PG (garage's SGD), t counting updates from 0."""
+    policy, params, batches, ref = setup
+    config = reinforce.Config(optimizer="sgd", learning_rate=0.05, step_schedule="harmonic_2_3")
+    state = reinforce.init(params, None, config)
+    update = jax.jit(lambda s, b: reinforce.update(
+        s, reinforce.Batch(b, DISCOUNT), KEY, config, nets=Networks(policy.apply)))
+    theta = ref.flat.copy()
+    for k, batch in enumerate(batches):
+        state, _ = update(state, batch)
+        theta = theta + 0.05 * (2 / (k + 2)) ** (2 / 3) * ref.grad(theta, batch)
+        np.testing.assert_allclose(flat(state.policy_params), theta, rtol=1e-7, atol=1e-10)
+    assert int(state.step) == len(batches)
+
+
 def test_reinforce_baseline_gradient_and_fit(setup):
     policy, params, batches, ref = setup
     value = ValueNetwork((4,), "tanh")
