@@ -9,7 +9,9 @@ For each row (CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCar-v0, MountainCarC
   ``n_steps``, ``gamma``, ``gae_lambda``, ``cg_damping``, ``learning_rate``, ``n_critic_updates``,
   ``VecNormalize`` where the zoo says ``normalize``, gSDE with ``sde_sample_freq: 4`` where it says
   ``use_sde``; SB3's defaults elsewhere) for ``--sb3-seeds`` seeds, one after another in one fresh process,
-  on gymnasium's environments, when the ``bench`` extra is installed (``pip install -e ".[bench]"``).
+  on gymnasium's environments, when the ``bench`` extra is installed (``pip install -e ".[bench]"``), with
+  torch on one thread (``OMP_NUM_THREADS=1``: faster for these small MLPs, and no OpenMP spin-waiting when the
+  CPU is shared).
 
 Both evaluate as the zoo does: deterministic actions, whole episodes to the environment's own time limit
 (gymnasium's and gymnax's limits are the same for these five), ``--eval-episodes`` per seed (default 32),
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -68,6 +71,8 @@ ROWS = (
 SB3_SCRIPT = """
 import json, sys
 import numpy as np
+import torch
+torch.set_num_threads(1)
 from sb3_contrib import TRPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -112,8 +117,11 @@ def run_sb3(row: Row, seeds: int, episodes: int) -> dict[str, Any]:
     spec = {"env": row.env, "budget": row.budget, "kwargs": row.sb3, "normalize": row.normalize,
             "seeds": list(range(seeds)), "episodes": episodes}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", SB3_SCRIPT, json.dumps(spec)], capture_output=True, text=True,
-                          cwd=ROOT)
+    # torch on one thread: faster for these 64x64 MLPs, and no OpenMP spin-waiting on a shared CPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SB3_SCRIPT, json.dumps(spec)], capture_output=True, text=True, cwd=ROOT, env=env
+    )
     secs = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"sb3-contrib TRPO on {row.env} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
