@@ -9,11 +9,13 @@ import pytest
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
 
-# The top-level configs, configs/gpu/ (GPU-scale runs, not run on CPU: they load and validate here) and
-# configs/paper/ (issue 15's reproduction of the HARPG authors' runs).
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")) + sorted(
-    (Path(__file__).parent.parent / "configs" / "gpu").glob("*.yaml")
-) + sorted((Path(__file__).parent.parent / "configs" / "paper").glob("*.yaml"))  # the HARPG authors' protocol
+# The top-level configs, configs/gpu/ (GPU-scale runs, not run on CPU: they load and validate here),
+# configs/paper/ (issue 15's reproduction of the HARPG authors' runs) and configs/zoo/ (rl-zoo's TRPO rows).
+CONFIG_DIRS = ("", "gpu", "paper", "zoo")
+CONFIGS = [p for d in CONFIG_DIRS for p in sorted((Path(__file__).parent.parent / "configs" / d).glob("*.yaml"))]
+# rl-baselines3-zoo's TRPO benchmark budgets (configs/zoo/ must train exactly these).
+ZOO_BUDGETS = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000, "Pendulum-v1": 100_000, "MountainCar-v0": 100_000,
+               "MountainCarContinuous-v0": 50_000}
 
 
 def test_there_are_configs():
@@ -32,6 +34,10 @@ def test_every_config_loads_and_validates(path):
         assert section.protocol == "garage" and cfg.num_envs * cfg.num_steps == 1000 and cfg.num_seeds >= 8
         assert cfg.total_env_steps == 1_000_000 and cfg.network.policy_hidden == (32, 32) and cfg.gamma == 0.99
         assert cfg.num_steps == {"CartPole-v1": 200, "Acrobot-v1": 500}[cfg.env]
+    if path.parent.name == "zoo":  # at most the zoo's budget, within one update of it, 8 seeds
+        budget = ZOO_BUDGETS[cfg.env]
+        assert cfg.algo == "trpo" and cfg.num_seeds == 8 and cfg.total_env_steps == budget
+        assert budget - cfg.steps_per_update < cfg.num_updates * cfg.steps_per_update <= budget
     # the resolved config round-trips through YAML
     assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
 
@@ -81,6 +87,8 @@ def test_floats_are_traced_leaves_and_the_rest_static():
         ({}, ["gamma.x=1"], "gamma: expected a number, got dict"),
         ({}, ["trpo.max_kl=.nan"], "trpo.max_kl: must be a finite number"),
         ({}, ["trpo.max_kl=nan"], "trpo.max_kl: expected a number, got str 'nan'"),
+        ({"algo": "reinforce", "reinforce": {"baseline": True, "protocol": "garage"}}, [],
+         "reinforce.baseline: the garage protocol brings its own linear baseline"),
     ],
 )
 def test_bad_input_raises_one_line_naming_the_key(data, overrides, message):

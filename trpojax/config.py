@@ -297,6 +297,9 @@ def validate(config: Config) -> None:
         spec = make_env(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat)
     except UnknownEnvError as err:
         raise ConfigError(f"env: {err}") from None
+    conflict = getattr(config.algo_section, "conflict", None)  # an algorithm section's own cross-field check
+    if conflict is not None and (problem := conflict()):
+        raise ConfigError(problem)
     reason = config.spec.refuses_normalize_obs
     if config.normalize_obs and reason:
         raise ConfigError(f"normalize_obs: not supported by algo {config.algo!r} ({reason}); set normalize_obs: false")

@@ -53,6 +53,12 @@ class Config:
     protocol: str = hp("paper", "paper: g on num_envs trajectories; garage: the HARPG authors' code "
                        "(step-budgeted batches, per-step estimator, linear baseline)", choices=("paper", "garage"))
 
+    def conflict(self) -> str | None:
+        """Why these settings cannot run together (checked by :func:`trpojax.config.validate`), or None."""
+        if self.baseline and self.protocol == "garage":
+            return "reinforce.baseline: the garage protocol brings its own linear baseline; set baseline: false"
+        return None
+
 
 class ReinforceState(NamedTuple):
     """REINFORCE's agent state.
@@ -91,8 +97,8 @@ def init(policy_params: Any, value_params: Any, config: Config) -> ReinforceStat
     """Fresh state; ``value_params`` is ignored (stored as None) when ``config.baseline`` is False."""
     policy_opt = _ADAM.init(policy_params) if config.optimizer == "adam" else None
     step = None if config.step_schedule == "constant" else jnp.zeros((), jnp.int32)
-    if config.baseline and config.protocol == "garage":
-        raise ValueError("reinforce.baseline: the garage protocol brings its own linear baseline; set baseline: false")
+    if problem := config.conflict():  # trpojax.config.validate refuses this before anything runs
+        raise ValueError(problem)
     if not config.baseline:
         return ReinforceState(policy_params, policy_opt, None, None, step)
     return ReinforceState(policy_params, policy_opt, value_params, init_opt_state(value_params), step)
