@@ -24,7 +24,7 @@ def package_version(package: str) -> str | None:
         return None
 
 
-def train_cold(
+def train_cli(
     config: str, overrides: dict[str, Any], prefix: str, *, cold: bool = True
 ) -> tuple[dict[str, Any], list[str], float]:
     """Run ``python -m trpojax.train --config CONFIG --set KEY=VALUE ... --quiet`` in a subprocess in the

@@ -53,7 +53,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from benchmarks._cli import ROOT, package_version, train_cold
+from benchmarks._cli import ROOT, package_version, train_cli
 
 REJAX_VERSION = "0.1.3"
 GYMNAX_FOR_REJAX = "0.0.9"  # rejax 0.1.3 breaks on gymnax 1.x (six-value env.step)
@@ -212,7 +212,7 @@ def run_td3(python: Path, steps: int, seeds: int, seed: int, eval_episodes: int)
 
 def run_trpojax(config: str, steps: int, seeds: int, seed: int, eval_episodes: int) -> dict:
     """Train with ``python -m trpojax.train`` (cold compilation cache) in a subprocess; its result row."""
-    s, _, wall_s = train_cold(
+    s, _, wall_s = train_cli(
         config, {"total_env_steps": steps, "num_seeds": seeds, "seed": seed, "eval_episodes": eval_episodes},
         "ntdac_speed_",
     )

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._cli import ROOT, package_version, train_cold
+from benchmarks._cli import ROOT, package_version, train_cli
 from benchmarks._timing import machine
 
 DEFAULT_TRPO_CONFIGS = {
@@ -307,7 +307,7 @@ def ppo_row(name: str, steps: int, seeds: int, seed: int, num_envs: int | None, 
 def trpo_row(name: str, config: str, steps: int, seeds: int, seed: int) -> dict:
     """trpojax TRPO on ``playground:name`` via its CLI in a subprocess (cold compilation cache); the table row."""
     print(f"  trpojax TRPO {name} ...", file=sys.stderr, flush=True)
-    s, cmd, process_s = train_cold(
+    s, cmd, process_s = train_cli(
         config, {"env": f"playground:{name}", "total_env_steps": steps, "num_seeds": seeds, "seed": seed},
         "vs_brax_ppo_",
     )

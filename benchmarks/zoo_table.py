@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks._cli import ROOT, package_version, train_cold
+from benchmarks._cli import ROOT, package_version, train_cli
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def run_trpojax(row: Row, base_seeds: list[int], episodes: int) -> dict[str, Any
     """Train the row's config once per base seed through the CLI; per base seed the 8-seed mean and returns."""
     per_base, wall = {}, 0.0
     for base in base_seeds:
-        summary, _, secs = train_cold(f"configs/zoo/trpo_{row.key}.yaml", {"seed": base, "eval_episodes": episodes},
+        summary, _, secs = train_cli(f"configs/zoo/trpo_{row.key}.yaml", {"seed": base, "eval_episodes": episodes},
                                       "zoo_table_", cold=False)
         if summary["env_steps"] > row.budget:
             sys.exit(f"configs/zoo/trpo_{row.key}.yaml trains {summary['env_steps']} env steps, over the zoo's "
