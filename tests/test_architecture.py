@@ -29,8 +29,10 @@ LAYERS = {
     "fastcpu": 5,
     "train": 6,
     "sweep": 7,
-    "evaluate": 8,
-    PACKAGE: 9,
+    "search": 8,
+    "evaluate": 9,
+    "compare": 9,
+    PACKAGE: 10,
 }
 
 
