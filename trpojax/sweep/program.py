@@ -123,6 +123,25 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(jax.devices() if devices is None else devices), (RUN_AXIS,))
 
 
+def use_every_core() -> None:
+    """Give XLA:CPU one device per core this process may use, unless the user chose a device count.
+
+    One XLA:CPU program of small matrices keeps about one core busy, so a run axis split over one device per
+    core trains about twice as fast on 2 cores (benchmarks/RESULTS.md); results do not depend on the device
+    count. Call it before anything starts JAX's backends; afterwards (or with ``XLA_FLAGS`` naming
+    ``xla_force_host_platform_device_count``, or ``JAX_NUM_CPU_DEVICES`` set) it changes nothing. GPU and TPU
+    platforms are not affected.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    if os.environ.get("JAX_NUM_CPU_DEVICES"):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+    except RuntimeError:  # the backends already started (e.g. inside a test process): keep their devices
+        pass
+
+
 def _footprint(compiled: Any) -> int:
     analysis = compiled.memory_analysis()
     if analysis is None:
@@ -143,12 +162,37 @@ def device_memory_limit(sweep: Sweep) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // len(jax.local_devices())
 
 
-def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
-    """Stack the group's runs on one axis, shard it over ``mesh`` and compile init / chunks / evaluate."""
+class Compiled(NamedTuple):
+    """The compiled programs of one static group at one padded run count (see :func:`build_program`)."""
+
+    init: Any
+    chunks: dict[int, Any]
+    evaluate: Any
+    lengths: list[int]
+    state_shapes: Any
+    env_steps_per_update: int
+    memory_bytes: int
+
+
+def build_program(
+    sweep: Sweep, group: Group, mesh: Mesh, *, pad_to: int = 0, cache: dict[Any, Compiled] | None = None
+) -> Program:
+    """Stack the group's runs on one axis, shard it over ``mesh`` and compile init / chunks / evaluate.
+
+    Args:
+        sweep: the sweep (its configs, seeds per config and memory cap).
+        group: the configs to run as one program.
+        mesh: the device mesh of the run axis.
+        pad_to: pad the run axis to at least this many runs (then to a multiple of the device count), so
+            groups of different sizes can share one compiled program.
+        cache: compiled programs by (static structure, padded run count), shared between calls: a group that
+            matches one compiled before binds its new runs to it without tracing or compiling (Optuna
+            searches build a program per generation).
+    """
     config = sweep.configs[group.configs[0]]
     spec, learner = make_learner(config)
     runs = len(group.configs) * sweep.num_seeds
-    padded = -(-runs // mesh.size) * mesh.size
+    padded = -(-max(runs, pad_to) // mesh.size) * mesh.size
     flat = np.minimum(np.arange(padded), runs - 1)
     config_index = np.asarray(group.configs)[flat // sweep.num_seeds]
     seed_index = flat % sweep.num_seeds
@@ -162,6 +206,27 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
     num_leaves = len(leaves[group.configs[0]])
     stacked = [np.asarray([leaves[i][k] for i in config_index], np.float32) for k in range(num_leaves)]
     run_configs = jax.tree.unflatten(jax.tree.structure(config), [put(x) for x in stacked])
+
+    t0 = time.perf_counter()
+    key = (jax.tree.structure(config), padded, tuple(d.id for d in mesh.devices.flat))
+    compiled = cache.get(key) if cache is not None else None
+    if compiled is None:
+        compiled = _compile(config, learner, spec, padded, mesh, keys, run_configs)
+        if cache is not None:
+            cache[key] = compiled
+    return Program(
+        group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,
+        run_configs=run_configs, init=compiled.init, chunks=compiled.chunks, evaluate=compiled.evaluate,
+        lengths=compiled.lengths, state_shapes=compiled.state_shapes,
+        env_steps_per_update=compiled.env_steps_per_update, memory_bytes=compiled.memory_bytes,
+        compile_s=time.perf_counter() - t0,
+    )
+
+
+def _compile(
+    config: Config, learner: Any, spec: Any, padded: int, mesh: Mesh, keys: jax.Array, run_configs: Config
+) -> Compiled:
+    """Compile init / chunks / evaluate of ``config``'s static group for ``padded`` runs on ``mesh``."""
 
     def chunk(state: Any, run_config: Config, length: int) -> tuple[Any, jax.Array]:
         def body(carry: Any, _: None) -> tuple[Any, jax.Array]:
@@ -183,7 +248,6 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
     def init_block(block_keys: jax.Array, block_configs: Config) -> Any:
         return jax.vmap(lambda k, c: strong_types(learner.init(k, c)))(block_keys, block_configs)
 
-    t0 = time.perf_counter()
     init_jit = jax.jit(sharded(init_block))
     init = init_jit.lower(keys, run_configs).compile(compiler_options(config, one_shot=True))
     states = jax.eval_shape(init_jit, keys, run_configs)
@@ -195,13 +259,10 @@ def build_program(sweep: Sweep, group: Group, mesh: Mesh) -> Program:
     }
     one_shot = compiler_options(config, one_shot=True)
     evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile(one_shot)
-    compile_s = time.perf_counter() - t0
-    return Program(
-        group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,
-        run_configs=run_configs, init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths, state_shapes=states,
+    return Compiled(
+        init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths, state_shapes=states,
         env_steps_per_update=learner.env_steps_per_update,
         memory_bytes=max(_footprint(c) for c in (init, evaluate_c, *chunks.values())),
-        compile_s=compile_s,
     )
 
 
