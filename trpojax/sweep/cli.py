@@ -36,6 +36,7 @@ from trpojax.sweep.program import (
     group_configs,
     make_mesh,
     run_program,
+    use_every_core,
 )
 from trpojax.sweep.report import describe, interval, plot_curves, summary_markdown, write_csvs
 from trpojax.sweep.spec import Sweep, load_sweep
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     138 SIGUSR1), the running program checkpointed; 1 when a write fails (a full disk).
     """
     args = parse_args(argv)
+    use_every_core()
     resuming = args.resume is not None
     try:
         if resuming:
