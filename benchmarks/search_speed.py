@@ -96,7 +96,8 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| {len(trials)} x {args.seeds} | {batched_s:.1f} s | {total:.1f} s ({total / len(trials):.1f} s each) "
           f"| {total / batched_s:.2f}x |")
-    print(f"mean eval return over trials: batched {batched_mean:.1f}, sequential {result['sequential_mean_eval_return']:.1f}")
+    sequential_mean = result["sequential_mean_eval_return"]
+    print(f"mean eval return over trials: batched {batched_mean:.1f}, sequential {sequential_mean:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
