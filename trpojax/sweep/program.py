@@ -23,12 +23,14 @@ sweep) into DIR; see docs/sweeps.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -89,7 +91,8 @@ class Program(NamedTuple):
         keys: [padded, 2] seed keys, sharded over the run axis.
         run_configs: the configs' float leaves stacked to [padded], sharded over the run axis.
         init: compiled (keys, run_configs) -> states.
-        chunks: chunk length -> compiled (states, run_configs) -> (states, returns [padded, length]).
+        chunks: chunk length -> (states, run_configs) -> (states, returns [padded, length]); every length calls
+            one compiled program, which takes the length as an argument.
         evaluate: compiled (states, keys) -> mean deterministic eval return [padded].
         lengths: the chunk lengths, in order (sum = num_updates; every ``checkpoint_every``-th update is a
             boundary, as in single runs).
@@ -223,17 +226,30 @@ def build_program(
     )
 
 
+def _run_chunk(compiled: Any, length: int, states: Any, run_configs: Config) -> tuple[Any, jax.Array]:
+    """``length`` updates of every run with the chunk program: (states, returns [padded, length])."""
+    states, returns = compiled(states, run_configs, np.int32(length))
+    return states, returns[:, :length]
+
+
 def _compile(
     config: Config, learner: Any, spec: Any, padded: int, mesh: Mesh, keys: jax.Array, run_configs: Config
 ) -> Compiled:
     """Compile init / chunks / evaluate of ``config``'s static group for ``padded`` runs on ``mesh``."""
 
-    def chunk(state: Any, run_config: Config, length: int) -> tuple[Any, jax.Array]:
-        def body(carry: Any, _: None) -> tuple[Any, jax.Array]:
-            carry, metrics = learner.step(carry, run_config)
-            return carry, metrics["episode_return_mean"]
+    lengths = chunk_schedule(config)
+    longest = max(lengths)
 
-        return jax.lax.scan(body, state, None, length=length)
+    def chunk(state: Any, run_config: Config, length: jax.Array) -> tuple[Any, jax.Array]:
+        """``length`` (traced, at most ``longest``) updates; returns [longest], NaN after ``length``: one
+        compiled program for every chunk length."""
+
+        def body(i: jax.Array, carry: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
+            state, returns = carry
+            state, metrics = learner.step(state, run_config)
+            return state, returns.at[i].set(metrics["episode_return_mean"])
+
+        return jax.lax.fori_loop(0, length, body, (state, jnp.full((longest,), jnp.nan, jnp.float32)))
 
     eval_returns = evaluation_fn(config, spec, learner, config.eval_episodes)
 
@@ -251,18 +267,20 @@ def _compile(
     init_jit = jax.jit(sharded(init_block))
     init = init_jit.lower(keys, run_configs).compile(compiler_options(config, one_shot=True))
     states = jax.eval_shape(init_jit, keys, run_configs)
-    lengths = chunk_schedule(config)
-    chunks = {
-        n: jax.jit(sharded(jax.vmap(lambda s, c, n=n: chunk(s, c, n))), donate_argnums=0)
-        .lower(states, run_configs).compile(compiler_options(dataclasses.replace(config, num_seeds=padded)))
-        for n in sorted(set(lengths))
-    }
+    vmapped = jax.vmap(chunk, in_axes=(0, 0, None))
+    chunk_c = (
+        jax.jit(jax.shard_map(vmapped, mesh=mesh, in_specs=(PartitionSpec(RUN_AXIS),) * 2 + (PartitionSpec(),),
+                              out_specs=PartitionSpec(RUN_AXIS), check_vma=False), donate_argnums=0)
+        .lower(states, run_configs, jax.ShapeDtypeStruct((), jnp.int32))
+        .compile(compiler_options(dataclasses.replace(config, num_seeds=padded)))
+    )
+    chunks = {n: functools.partial(_run_chunk, chunk_c, n) for n in sorted(set(lengths))}
     one_shot = compiler_options(config, one_shot=True)
     evaluate_c = jax.jit(sharded(jax.vmap(evaluate))).lower(states, keys).compile(one_shot)
     return Compiled(
         init=init, chunks=chunks, evaluate=evaluate_c, lengths=lengths, state_shapes=states,
         env_steps_per_update=learner.env_steps_per_update,
-        memory_bytes=max(_footprint(c) for c in (init, evaluate_c, *chunks.values())),
+        memory_bytes=max(_footprint(c) for c in (init, evaluate_c, chunk_c)),
     )
 
 
