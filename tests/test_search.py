@@ -24,6 +24,7 @@ from trpojax import train
 from trpojax.search import cli as search_cli
 from trpojax.search import load_search
 from trpojax.search.batch import padded_trials
+from trpojax.search.report import trial_values
 
 BASE = """\
 algo: trpo
@@ -197,3 +198,33 @@ def test_killed_search_resumes_and_its_trials_match_a_plain_run(tmp_path, capsys
     assert search_cli.main(command[3:]) == 2
     assert "holds another search (space differs" in capsys.readouterr().err
     assert yaml.safe_load((out / "search.yaml").read_text())["space"]["gae_lambda"]["high"] == 0.99
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "random"])
+def test_every_sampler_asks_batches_in_the_space(tmp_path, sampler):
+    """Two generations of 4 asked from each sampler (told a known function) stay inside the space."""
+    import optuna
+
+    from trpojax.search import study as search_study
+
+    text = SEARCH.replace("sampler: {name: random, seed: 1}", f"sampler: {sampler}")
+    text = text.replace("batch_size: 2", "batch_size: 4")
+    extra = "  trpo.critic_epochs: {low: 1, high: 9, step: 2}\n  network.activation: {choices: [tanh, relu]}\n"
+    text = text.replace("space:\n", "space:\n" + extra)
+    search = load_search(write_search(tmp_path, text))
+    storage = search_study.open_storage(f"sqlite:///{tmp_path}/s.db", search.heartbeat_s)
+    the_study = search_study.open_study(search, storage)
+    asked = []
+    for _ in range(2):
+        trials = search_study.ask(the_study, storage, search, 4)
+        for trial in trials:
+            values = trial_values(search, trial)
+            asked.append(values)
+            the_study.tell(trial, -abs(np.log(values["trpo.max_kl"] / 0.01)) + values["trpo.critic_epochs"])
+    assert len(asked) == 8 and len({tuple(sorted(v.items())) for v in asked}) == 8
+    for values in asked:
+        assert 0.001 <= values["trpo.max_kl"] <= 0.1 and 0.8 <= values["gae_lambda"] <= 0.99
+        assert values["trpo.critic_epochs"] in (1, 3, 5, 7, 9) and values["network.activation"] in ("tanh", "relu")
+        search.trial_config(values)  # every asked point is a valid run config
+    assert search_study.counts(the_study) == (8, 0)
+    assert the_study.best_trial.state == optuna.trial.TrialState.COMPLETE
