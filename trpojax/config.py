@@ -30,6 +30,8 @@ from trpojax.core.hparams import config_dataclass, field_types, hp, is_config_cl
 from trpojax.envs import UnknownEnvError, make_env
 from trpojax.networks import ACTIVATIONS
 
+LOGGERS = ("csv", "tensorboard", "wandb")  # the names ``loggers:`` accepts (trpojax.train.trackers)
+
 
 class ConfigError(ValueError):
     """Invalid configuration input; the message is one line naming the key and what is allowed."""
@@ -100,6 +102,13 @@ class Config:
         static=True,
     )
     keep_checkpoints: int = hp(3, "most recent checkpoints kept in DIR/checkpoints", ge=1)
+    loggers: tuple[str, ...] = hp(
+        ("csv",),
+        "where per-update metrics go besides DIR/metrics.csv, which is always written (listing csv is optional): "
+        "tensorboard (DIR/tensorboard), wandb (DIR/wandb); docs/tracking.md",
+        choices=LOGGERS,
+        host=True,
+    )
     network: NetworkConfig = section(NetworkConfig, "network shapes")
 
     @property
@@ -186,10 +195,14 @@ def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
             bound = meta.get(key)
             if bound is not None and not op(item, bound):
                 raise ConfigError(f"{where}: must be {word} {bound}, got {item!r} ({meta['doc']})")
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        allowed = ", ".join(map(str, choices))
-        raise ConfigError(f"{path}: must be one of {allowed}, got {value!r}{_close(str(value), choices)}")
+    choices = meta.get("choices")  # of a tuple field: of each element
+    for where, item in items if choices is not None else ():
+        if item not in choices:
+            allowed = ", ".join(map(str, choices))
+            raise ConfigError(f"{where}: must be one of {allowed}, got {item!r}{_close(str(item), choices)}")
+    if choices is not None and isinstance(value, tuple) and len(set(value)) < len(value):
+        twice = next(item for item in value if value.count(item) > 1)
+        raise ConfigError(f"{path}: {twice!r} is listed twice; give each name once")
 
 
 _EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # YAML 1.1 reads 1e-10 as a string

@@ -4,9 +4,11 @@ A config class declared with :func:`config_dataclass` is a frozen dataclass regi
 ``jax.tree_util.register_dataclass``. Its ``float`` fields (learning rates, ``max_kl``, ``gamma``, ...)
 are pytree leaves, so a stacked config can be ``jax.vmap``-ed to sweep them inside one compiled program;
 ``int``, ``bool``, ``str`` and tuple fields fix shapes and code paths and are static metadata; nested
-config dataclasses are subtrees. Each field carries a one-line doc and its allowed range in
-``dataclasses.field`` metadata, which :mod:`trpojax.config` uses to validate input and name what is
-allowed.
+config dataclasses are subtrees. A field declared ``host`` (a setting only the host loop reads, such as a
+run's experiment trackers) is not part of the pytree at all, so it changes neither a compiled program nor
+its cache key; a config rebuilt from leaves (``jax.tree.map``, inside a jitted function) has its default.
+Each field carries a one-line doc and its allowed range in ``dataclasses.field`` metadata, which
+:mod:`trpojax.config` uses to validate input and name what is allowed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def hp(
     le: float | None = None,
     choices: tuple[Any, ...] | None = None,
     static: bool = False,
+    host: bool = False,
 ) -> Any:
     """Declare a config field with its documentation and allowed range.
 
@@ -37,8 +40,9 @@ def hp(
         gt, ge, lt, le: exclusive/inclusive numeric bounds (applied to every element of a tuple).
         choices: the allowed values, for strings and other enumerations.
         static: keep a float field static (not sweepable), e.g. when it is used outside traced code.
+        host: leave the field out of the pytree (read only by the host; see the module docstring).
     """
-    meta = {"doc": doc, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "static": static}
+    meta = {"doc": doc, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "static": static, "host": host}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -53,12 +57,14 @@ def is_config_class(tp: Any) -> bool:
 
 
 def config_dataclass(cls: type) -> type:
-    """Make ``cls`` a frozen dataclass and register it as a pytree (floats traced, the rest static)."""
+    """Make ``cls`` a frozen dataclass and register it as a pytree (floats traced, host fields left out, the
+    rest static)."""
     cls = dataclasses.dataclass(frozen=True)(cls)
     data = traced_fields(cls)
-    meta = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    host = [f.name for f in dataclasses.fields(cls) if f.metadata.get("host", False)]
+    meta = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name not in host]
     cls.__trpojax_config__ = True
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta, drop_fields=host)
     return cls
 
 

@@ -48,6 +48,7 @@ NOT_SWEPT = {
     "checkpoint_every": "it is a host setting of the whole sweep (give it under set:)",
     "checkpoint_interval_s": "it is a host setting of the whole sweep (give it under set:)",
     "keep_checkpoints": "it is a host setting of the whole sweep (give it under set:)",
+    "loggers": "it is a host setting (the experiment trackers of python -m trpojax.train runs)",
 }
 GIB = 2.0**30
 

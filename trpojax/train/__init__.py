@@ -3,12 +3,13 @@
 The host layer above the pure programs of :mod:`trpojax.trainer` (whose public functions are re-exported
 here, so ``from trpojax import train; train.make_train(cfg)`` works): :mod:`~.loop` runs a run chunk by
 chunk, :mod:`~.outputs` writes metrics, plots and atomic files, :mod:`~.checkpoint` saves and restores
-state, :mod:`~.cli` is the command line (docs/durability.md).
+state, :mod:`~.trackers` feeds TensorBoard and wandb through the loop's ``progress_fn`` hook (docs/tracking.md),
+:mod:`~.cli` is the command line (docs/durability.md).
 """
 
 from __future__ import annotations
 
-from trpojax.train import checkpoint, outputs
+from trpojax.train import checkpoint, outputs, trackers
 from trpojax.train.cli import (
     StopRequest,
     check_out_dir,
@@ -62,4 +63,5 @@ __all__ = [
     "state_template",
     "stop_on_signals",
     "strong_types",
+    "trackers",
 ]

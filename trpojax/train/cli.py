@@ -1,10 +1,10 @@
 """The command line of ``python -m trpojax.train`` (and ``trpojax-train``): validate, run, report.
 
 Bad input (an unknown key, a wrong type, an unknown environment, a missing or corrupt checkpoint, an
-unusable ``--out``, a checkpoint of another config or code version) exits with code 2 and one line on
-stderr, before anything is written. SIGINT (Ctrl-C), SIGTERM and SIGUSR1 stop the run at the next chunk
-boundary after a checkpoint, exiting with 128 + the signal number (130, 143, 138 on Linux); see
-docs/durability.md.
+unusable ``--out``, a checkpoint of another config or code version, a tracker of ``loggers:`` that cannot
+start) exits with code 2 and one line on stderr, before anything is written. SIGINT (Ctrl-C), SIGTERM and
+SIGUSR1 stop the run at the next chunk boundary after a checkpoint, exiting with 128 + the signal number
+(130, 143, 138 on Linux); see docs/durability.md.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 from trpojax import config as config_lib
 from trpojax import fastcpu
 from trpojax.config import Config, ConfigError
-from trpojax.train import checkpoint, outputs
+from trpojax.train import checkpoint, outputs, trackers
 from trpojax.train.loop import RunInterrupted, ValueDiverged, run
 from trpojax.trainer import PlainPath, state_template
 
@@ -184,10 +184,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Config, Path, checkpoint.Restore
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code.
 
-    0 on success, and for ``--resume`` of a finished run (nothing is changed); 2 on bad input (one line on
-    stderr, nothing written); 128 + the signal number when stopped by SIGINT (130), SIGTERM (143) or
-    SIGUSR1 (138) after checkpointing; 1 when the value function diverged (after checkpointing the last
-    finite state) or a write failed (a full disk: one line, the last complete checkpoint stays usable).
+    0 on success, and for ``--resume`` of a finished run (nothing is changed); 2 on bad input, including a
+    tracker of ``loggers:`` that cannot start (one line on stderr, nothing written); 128 + the signal number
+    when stopped by SIGINT (130), SIGTERM (143) or SIGUSR1 (138) after checkpointing; 1 when the value
+    function diverged (after checkpointing the last finite state) or a write failed (a full disk: one line,
+    the last complete checkpoint stays usable).
     """
     start = time.time()
     args = parse_args(argv)
@@ -214,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return stop_requested.exit_code
+    except trackers.TrackerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"error: cannot write the run's files: {err}; the last complete checkpoint in {out_dir} "
               "stays usable with --resume", file=sys.stderr)

@@ -3,10 +3,11 @@
 :func:`run` takes the run's keys and programs from a path (:class:`trpojax.trainer.PlainPath`, or on CPU
 :class:`trpojax.fastcpu.FastPath`), then loops over chunks: dispatch, wait, append the metrics rows, stop
 on a diverging value function, checkpoint on schedule (every ``checkpoint_every`` updates and at the first
-chunk boundary ``checkpoint_interval_s`` seconds after the last checkpoint), advance the progress bar; it
-ends with the deterministic evaluation, summary.json and learning_curve.png. A requested stop (Ctrl-C,
-SIGTERM, SIGUSR1) is honoured at the next chunk boundary: a chunk dispatched ahead is abandoned, the state
-after the last finished chunk is checkpointed and :class:`RunInterrupted` raised.
+chunk boundary ``checkpoint_interval_s`` seconds after the last checkpoint), advance the progress bar, call
+``progress_fn`` and the experiment trackers (:mod:`~trpojax.train.trackers`); it ends with the deterministic
+evaluation, summary.json and learning_curve.png. A requested stop (Ctrl-C, SIGTERM, SIGUSR1) is honoured at
+the next chunk boundary: a chunk dispatched ahead is abandoned, the state after the last finished chunk is
+checkpointed and :class:`RunInterrupted` raised.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from trpojax import config as config_lib
 from trpojax.algos import TrainState
 from trpojax.config import Config
-from trpojax.train import checkpoint, outputs
+from trpojax.train import checkpoint, outputs, trackers
 from trpojax.trainer import PlainPath, Programs, Trainer, chunk_schedule, make_trainer, remaining_lengths
 
 SLOW_CHUNK_S = 60.0  # a chunk longer than this delays a requested stop by as much: warn once
@@ -276,11 +277,15 @@ class RunOutputs:
         steps = chunk.length * self.steps_per_update * self.config.num_seeds
         self.bar.update(steps, steps / max(chunk.seconds, 1e-9), self.last_return)
 
-    def diverged(self, chunk: Chunk, update: int, seed: int, programs: Programs) -> ValueDiverged:
-        """Write the chunk's rows up to ``update``, checkpoint the state before it; the error to raise."""
+    def diverged(
+        self, chunk: Chunk, update: int, seed: int, programs: Programs, hooks: trackers.Hooks
+    ) -> ValueDiverged:
+        """Write the chunk's rows up to ``update`` (and hand them to ``hooks``), checkpoint the state before
+        it; the error to raise."""
         self.train_s += chunk.seconds
         upto = {name: values[:, : update - self.done] for name, values in chunk.metrics.items()}
         self.writer.write_chunk(self.done + 1, self.steps_per_update, upto)
+        hooks(update, update * self.steps_per_update, upto)
         state, finite_updates = chunk.before, update - 1 - self.done
         if finite_updates:
             state, _ = programs.run_chunk(state, self.config, finite_updates)
@@ -302,6 +307,7 @@ def run(
     resume: checkpoint.Restored | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
     path: ProgramPath | None = None,
+    progress_fn: trackers.ProgressFn | None = None,
 ) -> RunResult:
     """Train every seed of ``config``, writing config.yaml, metrics.csv, checkpoints/, summary.json and
     learning_curve.png.
@@ -310,6 +316,8 @@ def run(
     ``config.checkpoint_every`` updates, at the first chunk boundary ``config.checkpoint_interval_s``
     seconds after the previous checkpoint, and at the end (keeping ``config.keep_checkpoints``); the summary
     and plot are written (atomically) at the end, after the final deterministic evaluation of each seed.
+    The trackers of ``config.loggers`` are started first, before anything else is written or compiled, and
+    closed on every way out (:mod:`trpojax.train.trackers`).
 
     Args:
         config: the run config.
@@ -321,13 +329,34 @@ def run(
         stop_requested: polled at each chunk boundary; when it returns True the state is checkpointed and
             :class:`RunInterrupted` is raised.
         path: where keys and programs come from (default :class:`trpojax.trainer.PlainPath`).
+        progress_fn: ``progress_fn(update, env_steps, metrics)``, called on this thread after each chunk's
+            rows are in metrics.csv (and its checkpoint, if one was due, is saved): ``update`` is the number
+            of updates done, ``env_steps`` the environment steps done per seed (``update *
+            steps_per_update``), ``metrics`` maps each metrics.csv column after ``seed`` to a numpy array
+            ``[num_seeds, n]`` of the chunk's ``n`` updates ``update - n + 1 .. update`` (after a value
+            divergence, the rows up to it). On a resume the first call covers the first update after the
+            checkpoint. Its return value is ignored; if it raises, one warning line goes to stderr and it is
+            not called again while training goes on (to stop a run, use ``stop_requested``).
 
     Raises:
         RunInterrupted: ``stop_requested()`` became true.
         ValueDiverged: a seed's value loss became non-finite.
+        trackers.TrackerError: a tracker of ``config.loggers`` could not start (nothing was written).
     """
     start_time = time.time() if start_time is None else start_time
     out_dir, path = Path(out_dir), path or PlainPath()
+    hooks = trackers.start(config, out_dir, resume.update if resume is not None else 0, progress_fn)
+    with hooks:  # closed as finished after the final evaluation, as failed on an error or a stop
+        result = _train(config, out_dir, start_time, resume, stop_requested, path, hooks, progress)
+        hooks.finish(result.summary)
+    return result
+
+
+def _train(
+    config: Config, out_dir: Path, start_time: float, resume: checkpoint.Restored | None,
+    stop_requested: Callable[[], bool], path: ProgramPath, hooks: trackers.Hooks, progress: bool,
+) -> RunResult:
+    """:func:`run` after its trackers started: compile, train chunk by chunk, evaluate."""
     trainer = make_trainer(config)
     keys, keys_eval = path.keys(config)
     lengths = remaining_lengths(chunk_schedule(config), resume.update if resume is not None else 0)
@@ -341,8 +370,9 @@ def run(
         for chunk in run_chunks(programs, config, states, lengths, stop_requested, programs.in_flight):
             diverged = first_divergence(chunk.metrics, out.done + 1)
             if diverged is not None:
-                raise out.diverged(chunk, *diverged, programs)
+                raise out.diverged(chunk, *diverged, programs, hooks)
             out.write_chunk(chunk)
+            hooks(out.done, out.done * steps_per_update, chunk.metrics)
             states = chunk.after
         if stop_requested():
             raise RunInterrupted(out.done, out.save(states, out.done))
