@@ -220,9 +220,11 @@ def frames_per_second(spec: EnvSpec, action_repeat: int = 0) -> float:
 
 
 def label(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` (RGB ``uint8 [height, width, 3]``) with ``text`` written in its top-left corner."""
-    image = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
-    ImageDraw.Draw(image).text((3, 2), text, fill=INK)
+    """``frame`` (RGB ``uint8 [height, width, 3]``) with ``text`` written in its top-left corner, dark on a
+    light corner and light on a dark one."""
+    frame = np.ascontiguousarray(frame[..., :3])
+    image = Image.fromarray(frame)
+    ImageDraw.Draw(image).text((3, 2), text, fill=INK if frame[:12, :40].mean() > 127 else SKY)
     return np.asarray(image)
 
 
