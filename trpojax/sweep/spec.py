@@ -117,6 +117,9 @@ def _check_path(where: str, path: Any) -> None:
         raise ConfigError(f"{where}: unknown hyperparameter path {path!r}{_close(str(path), fields)}")
     if where != "set" and path in NOT_SWEPT:
         raise ConfigError(f"{where}: {path!r} cannot be swept: {NOT_SWEPT[path]}")
+    if where == "set" and path == "loggers":
+        raise ConfigError("set: 'loggers' does not apply here: sweeps and searches write their own tables, not "
+                          "trackers (train the chosen config with python -m trpojax.train to track it)")
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
