@@ -107,6 +107,14 @@ def load_run(run_dir: Path, metric: str) -> Curve:
     return Curve(run_dir.name or str(run_dir), summary["env"], steps, values, eval_return)
 
 
+def _short(value: str) -> str:
+    """A swept value for a label: floats to 4 significant digits (results.csv keeps them exactly)."""
+    try:
+        return f"{float(value):.4g}" if "." in value or "e" in value else value
+    except ValueError:
+        return value
+
+
 def load_sweep(sweep_dir: Path, metric: str) -> list[Curve]:
     """One curve per config of a sweep directory, labelled by the config's swept values.
 
@@ -122,7 +130,7 @@ def load_sweep(sweep_dir: Path, metric: str) -> list[Curve]:
     curves = []
     for config in sorted({int(r["config"]) for r in results}):
         mine = [r for r in results if int(r["config"]) == config]
-        values = ", ".join(f"{p}={mine[0][p]}" for p in swept) or "base"
+        values = ", ".join(f"{p}={_short(mine[0][p])}" for p in swept) or "base"
         steps, grid = _grid([r for r in curve_rows if int(r["config"]) == config], "seed", metric)
         eval_return = np.array([_float(r["eval_return"]) for r in sorted(mine, key=lambda r: int(r["seed"]))])
         curves.append(Curve(f"{sweep_dir.name}: {values}", env, steps, grid, eval_return))
