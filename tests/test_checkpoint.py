@@ -151,3 +151,12 @@ def test_chunk_schedule_puts_checkpoints_on_boundaries(num_updates, num_chunks, 
         rest = remaining_lengths(lengths, done)
         assert sum(rest) == num_updates - done
         assert set((done + np.cumsum(rest)).tolist()) <= boundaries
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    from trpojax.train import outputs
+
+    outputs.write_text_atomic(tmp_path / "a.txt", "x")
+    with open(tmp_path / "b.txt", "w") as f:
+        f.write("x")
+    assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
