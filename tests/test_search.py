@@ -27,25 +27,24 @@ from trpojax.search.batch import padded_trials
 from trpojax.search.report import trial_values
 
 BASE = """\
-algo: trpo
+algo: reinforce
 env: CartPole-v1
 seed: 3
 num_seeds: 8
-total_env_steps: 512
-num_envs: 2
-num_steps: 32
+total_env_steps: 1024
+num_envs: 4
+num_steps: 64
 eval_episodes: 2
 num_chunks: 1
-trpo:
-  cg_iters: 3
-  critic_epochs: 1
-  critic_minibatches: 2
+network:
+  policy_hidden: [16]
+  value_hidden: [16]
 """
 SEARCH = """\
 name: tiny
 base: tiny.yaml
 space:
-  trpo.max_kl: {low: 0.001, high: 0.1, log: true}
+  reinforce.learning_rate: {low: 0.001, high: 0.1, log: true}
   gae_lambda: {low: 0.8, high: 0.99}
 seeds_per_trial: 2
 batch_size: 2
@@ -120,7 +119,7 @@ def test_ranges_choices_and_padding():
 def test_search_space_distributions(tmp_path):
     text = SEARCH.replace(
         "  gae_lambda: {low: 0.8, high: 0.99}",
-        "  network.policy_hidden: {choices: [[8], [16, 16]]}\n  trpo.critic_epochs: {low: 1, high: 9, step: 2}",
+        "  network.policy_hidden: {choices: [[8], [16, 16]]}\n  reinforce.critic_steps: {low: 1, high: 9, step: 2}",
     )
     search = load_search(write_search(tmp_path, text))
     kinds = {p.path: p for p in search.params}
@@ -128,9 +127,9 @@ def test_search_space_distributions(tmp_path):
     assert hidden.distribution().choices == ("[8]", "[16, 16]")  # Optuna stores YAML labels
     assert hidden.decode("[16, 16]") == (16, 16)
     assert search.trial_config({"network.policy_hidden": (16, 16)}).network.policy_hidden == (16, 16)
-    epochs = kinds["trpo.critic_epochs"].distribution()
-    assert (epochs.low, epochs.high, epochs.step) == (1, 9, 2) and not kinds["trpo.critic_epochs"].traced
-    assert kinds["trpo.max_kl"].traced and kinds["trpo.max_kl"].distribution().log
+    steps = kinds["reinforce.critic_steps"].distribution()
+    assert (steps.low, steps.high, steps.step) == (1, 9, 2) and not kinds["reinforce.critic_steps"].traced
+    assert kinds["reinforce.learning_rate"].traced and kinds["reinforce.learning_rate"].distribution().log
 
 
 def _running_with_heartbeat(db: Path) -> set[int]:
@@ -175,7 +174,7 @@ def test_killed_search_resumes_and_its_trials_match_a_plain_run(tmp_path, capsys
     assert table["0"]["iqm"] == first[0]["iqm"] and table["1"]["iqm"] == first[1]["iqm"]  # kept as they were
     for retry, killed in (("4", "2"), ("5", "3")):  # the killed trials' parameters, asked again
         assert table[retry]["retry_of"] == killed
-        assert table[retry]["trpo.max_kl"] == table[killed]["trpo.max_kl"]
+        assert table[retry]["reinforce.learning_rate"] == table[killed]["reinforce.learning_rate"]
         assert table[retry]["gae_lambda"] == table[killed]["gae_lambda"]
     for name in ("best.yaml", "history.png", "importance.png", "search.yaml"):
         assert (out / name).stat().st_size > 0, name
@@ -184,7 +183,8 @@ def test_killed_search_resumes_and_its_trials_match_a_plain_run(tmp_path, capsys
     best = max(table.values(), key=lambda r: float(r["iqm"]) if r["state"] == "COMPLETE" else -np.inf)
     config = config_lib.load(out / "best.yaml")
     assert config.num_seeds == 8
-    assert repr(config.trpo.max_kl) == best["trpo.max_kl"] and repr(config.gae_lambda) == best["gae_lambda"]
+    assert repr(config.reinforce.learning_rate) == best["reinforce.learning_rate"]
+    assert repr(config.gae_lambda) == best["gae_lambda"]
     two = dataclasses.replace(config, num_seeds=2)
     train_fn, trainer = jax.jit(train.make_train(two)), train.make_trainer(two)
     for s, key in enumerate(train.seed_keys(two)):
@@ -209,7 +209,7 @@ def test_every_sampler_asks_batches_in_the_space(tmp_path, sampler):
 
     text = SEARCH.replace("sampler: {name: random, seed: 1}", f"sampler: {sampler}")
     text = text.replace("batch_size: 2", "batch_size: 4")
-    extra = "  trpo.critic_epochs: {low: 1, high: 9, step: 2}\n  network.activation: {choices: [tanh, relu]}\n"
+    extra = "  reinforce.critic_steps: {low: 1, high: 9, step: 2}\n  network.activation: {choices: [tanh, relu]}\n"
     text = text.replace("space:\n", "space:\n" + extra)
     search = load_search(write_search(tmp_path, text))
     storage = search_study.open_storage(f"sqlite:///{tmp_path}/s.db", search.heartbeat_s)
@@ -220,11 +220,12 @@ def test_every_sampler_asks_batches_in_the_space(tmp_path, sampler):
         for trial in trials:
             values = trial_values(search, trial)
             asked.append(values)
-            the_study.tell(trial, -abs(np.log(values["trpo.max_kl"] / 0.01)) + values["trpo.critic_epochs"])
+            lr, steps = values["reinforce.learning_rate"], values["reinforce.critic_steps"]
+            the_study.tell(trial, -abs(np.log(lr / 0.01)) + steps)
     assert len(asked) == 8 and len({tuple(sorted(v.items())) for v in asked}) == 8
     for values in asked:
-        assert 0.001 <= values["trpo.max_kl"] <= 0.1 and 0.8 <= values["gae_lambda"] <= 0.99
-        assert values["trpo.critic_epochs"] in (1, 3, 5, 7, 9) and values["network.activation"] in ("tanh", "relu")
+        assert 0.001 <= values["reinforce.learning_rate"] <= 0.1 and 0.8 <= values["gae_lambda"] <= 0.99
+        assert values["reinforce.critic_steps"] in (1, 3, 5, 7, 9) and values["network.activation"] in ("tanh", "relu")
         search.trial_config(values)  # every asked point is a valid run config
     assert search_study.counts(the_study) == (8, 0)
     assert the_study.best_trial.state == optuna.trial.TrialState.COMPLETE
