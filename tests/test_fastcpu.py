@@ -44,6 +44,21 @@ def _train(config, programs, keys, lengths):
     return np.concatenate(rows, axis=1), returns
 
 
+@pytest.fixture
+def without_jax_cache():
+    """Compile without JAX's persistent cache, whatever an earlier test in this worker process turned on (an
+    in-process CLI run enables it): a program JAX loads from it is, by design, not stored in the executable
+    cache, which would change the counts these tests check."""
+    from jax._src import compilation_cache
+
+    saved = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_enable_compilation_cache", saved)
+    compilation_cache.reset_cache()
+
+
 def _from_cache(programs):
     return programs.cached + int(programs.evaluate.from_cache)
 
@@ -63,6 +78,7 @@ def test_compiler_options_on_cpu():
 PROGRAM_COUNT = {"scan": 3, "split": 6}
 
 
+@pytest.mark.usefixtures("without_jax_cache")
 @pytest.mark.parametrize("execution", ["scan", "split"])
 def test_executable_cache_round_trip_runs_the_same_programs(tmp_path, execution):
     config = config_lib.from_dict({**TINY, "execution": execution})
@@ -90,6 +106,7 @@ def test_executable_cache_key_follows_static_fields_only(tmp_path):
     assert cache.key(base, "chunk-2", compiler_options(base, one_shot=True)) != key
 
 
+@pytest.mark.usefixtures("without_jax_cache")
 @pytest.mark.parametrize("execution", ["split"])  # entries are read alike whatever the program (scan: above)
 def test_corrupt_entries_are_recompiled(tmp_path, execution):
     config = config_lib.from_dict({**TINY, "execution": execution})
