@@ -38,14 +38,17 @@ import yaml
 from trpojax import config as config_lib
 from trpojax.config import Config, ConfigError
 from trpojax.core import stats
-from trpojax.sweep.spec import GIB, config_fields
-from trpojax.sweep.spec import _check_path as check_path
-from trpojax.sweep.spec import _close as close_match
-from trpojax.sweep.spec import _deep_copy as deep_copy
-from trpojax.sweep.spec import _mapping as mapping
-from trpojax.sweep.spec import _number as number
-from trpojax.sweep.spec import _read_yaml as read_yaml
-from trpojax.sweep.spec import _set_path as set_path
+from trpojax.sweep.spec import (
+    GIB,
+    check_path,
+    close_match,
+    config_fields,
+    deep_copy,
+    mapping,
+    number,
+    read_yaml,
+    set_path,
+)
 
 SEARCH_KEYS = (
     "name", "base", "set", "space", "seeds_per_trial", "batch_size", "trials", "sampler", "objective",

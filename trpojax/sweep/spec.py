@@ -103,18 +103,21 @@ def config_fields(cls: type | None = None, prefix: str = "") -> tuple[dict[str, 
     return fields, sections
 
 
-def _close(name: str, options: Sequence[str]) -> str:
+def close_match(name: str, options: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``name``, or an empty string."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def _check_path(where: str, path: Any) -> None:
+def check_path(where: str, path: Any) -> None:
+    """Raise a one-line :class:`ConfigError` (prefixed ``where``) unless ``path`` is a config field that may be
+    given there: not a section, not a host setting outside ``set:``, not ``loggers`` under ``set:``."""
     fields, sections = config_fields()
     if not isinstance(path, str) or path not in fields:
         if path in sections:
             example = next(p for p in fields if p.startswith(f"{path}."))
             raise ConfigError(f"{where}: {path!r} is a config section, not a field (e.g. {example!r})")
-        raise ConfigError(f"{where}: unknown hyperparameter path {path!r}{_close(str(path), fields)}")
+        raise ConfigError(f"{where}: unknown hyperparameter path {path!r}{close_match(str(path), fields)}")
     if where != "set" and path in NOT_SWEPT:
         raise ConfigError(f"{where}: {path!r} cannot be swept: {NOT_SWEPT[path]}")
     if where == "set" and path == "loggers":
@@ -122,7 +125,8 @@ def _check_path(where: str, path: Any) -> None:
                           "trackers (train the chosen config with python -m trpojax.train to track it)")
 
 
-def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set dotted ``path`` of the plain-data config ``data`` to ``value``, creating missing sections."""
     *sections, leaf = path.split(".")
     for key in sections:
         child = data.get(key)
@@ -132,7 +136,8 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     data[leaf] = value
 
 
-def _read_yaml(path: Path, what: str) -> Any:
+def read_yaml(path: Path, what: str) -> Any:
+    """The parsed YAML file ``path``; a :class:`ConfigError` naming ``what`` if unreadable or invalid."""
     try:
         return yaml.safe_load(path.read_text())
     except OSError as err:
@@ -143,7 +148,8 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {str(path)!r} is not valid YAML{where}") from None
 
 
-def _mapping(where: str, value: Any) -> dict[str, Any]:
+def mapping(where: str, value: Any) -> dict[str, Any]:
+    """``value`` as a mapping (None is empty); a :class:`ConfigError` at ``where`` for anything else."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -151,7 +157,8 @@ def _mapping(where: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def _number(where: str, value: Any, *, integer: bool = False, positive: bool = True) -> Any:
+def number(where: str, value: Any, *, integer: bool = False, positive: bool = True) -> Any:
+    """``value`` checked to be a finite number (an integer with ``integer``; > 0 with ``positive``)."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
         raise ConfigError(f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}")
@@ -162,30 +169,30 @@ def _number(where: str, value: Any, *, integer: bool = False, positive: bool = T
 
 def _random_points(spec: Any, swept: dict[str, Any]) -> tuple[list[str], list[tuple[float, ...]], dict]:
     """Parse ``random:`` and draw its samples: (paths, one value tuple per sample, resolved section)."""
-    spec = _mapping("random", spec)
+    spec = mapping("random", spec)
     unknown = set(spec) - {"count", "seed", "ranges"}
     if unknown:
         raise ConfigError(f"random: unknown key {sorted(unknown)[0]!r}; allowed: count, seed, ranges")
-    count = _number("random.count", spec.get("count"), integer=True)
-    seed = _number("random.seed", spec.get("seed", 0), integer=True, positive=False)
-    ranges = _mapping("random.ranges", spec.get("ranges"))
+    count = number("random.count", spec.get("count"), integer=True)
+    seed = number("random.seed", spec.get("seed", 0), integer=True, positive=False)
+    ranges = mapping("random.ranges", spec.get("ranges"))
     if not ranges:
         raise ConfigError("random.ranges: empty; give at least one path: {low: ..., high: ..., log: ...}")
     fields, _ = config_fields()
     rng = np.random.default_rng(seed)
     columns = []
     for path, bounds in ranges.items():
-        _check_path("random.ranges", path)
+        check_path("random.ranges", path)
         if not fields[path][1]:
             raise ConfigError(f"random.ranges: {path!r} is a static field; random search samples traced "
                               "float hyperparameters only (put static values in grid:)")
         if path in swept:
             raise ConfigError(f"random.ranges: {path!r} is also given in {swept[path]}")
-        bounds = _mapping(f"random.ranges.{path}", bounds)
+        bounds = mapping(f"random.ranges.{path}", bounds)
         if set(bounds) - {"low", "high", "log"} or "low" not in bounds or "high" not in bounds:
             raise ConfigError(f"random.ranges.{path}: expected {{low: number, high: number, log: bool}}")
-        low = _number(f"random.ranges.{path}.low", bounds["low"], positive=False)
-        high = _number(f"random.ranges.{path}.high", bounds["high"], positive=False)
+        low = number(f"random.ranges.{path}.low", bounds["low"], positive=False)
+        high = number(f"random.ranges.{path}.high", bounds["high"], positive=False)
         log = bounds.get("log", False)
         if not isinstance(log, bool) or not low < high or (log and low <= 0):
             raise ConfigError(f"random.ranges.{path}: need low < high (low > 0 with log: true), got {bounds}")
@@ -204,34 +211,34 @@ def load_sweep(path: str | Path) -> Sweep:
             one), a field that cannot be swept, an empty grid, or any invalid resulting config.
     """
     path = Path(path)
-    data = _mapping(f"sweep {str(path)!r}", _read_yaml(path, "sweep file"))
+    data = mapping(f"sweep {str(path)!r}", read_yaml(path, "sweep file"))
     for key in data:
         if key not in SWEEP_KEYS:
             allowed = ", ".join(SWEEP_KEYS)
-            raise ConfigError(f"unknown sweep key {key!r}{_close(str(key), SWEEP_KEYS)}; allowed: {allowed}")
+            raise ConfigError(f"unknown sweep key {key!r}{close_match(str(key), SWEEP_KEYS)}; allowed: {allowed}")
     if not isinstance(data.get("base"), str):
         raise ConfigError("base: name the base run config file, e.g. base: ../trpo_cartpole.yaml")
     candidates = [path.parent / data["base"], Path(data["base"])]
     base_path = next((p for p in candidates if p.is_file()), None)
     if base_path is None:
         raise ConfigError(f"base: run config {data['base']!r} not found next to the sweep file or in the cwd")
-    base_data = _mapping(f"base config {str(base_path)!r}", _read_yaml(base_path, "base config"))
-    fixed = _mapping("set", data.get("set"))
+    base_data = mapping(f"base config {str(base_path)!r}", read_yaml(base_path, "base config"))
+    fixed = mapping("set", data.get("set"))
     for key, value in fixed.items():
-        _check_path("set", key)
-        _set_path(base_data, key, value)
+        check_path("set", key)
+        set_path(base_data, key, value)
     try:
         base = config_lib.from_dict(base_data)
     except ConfigError as err:
         raise ConfigError(f"base config {str(base_path)!r}: {err}") from None
-    num_seeds = _number("num_seeds", data.get("num_seeds", base.num_seeds), integer=True)
+    num_seeds = number("num_seeds", data.get("num_seeds", base.num_seeds), integer=True)
     base_data["num_seeds"] = num_seeds
     base = dataclasses.replace(base, num_seeds=num_seeds)
 
-    grid = _mapping("grid", data.get("grid"))
+    grid = mapping("grid", data.get("grid"))
     swept = {key: "set:" for key in fixed}
     for key, values in grid.items():
-        _check_path("grid", key)
+        check_path("grid", key)
         if key in swept:
             raise ConfigError(f"grid: {key!r} is also given in set:")
         if not isinstance(values, list) or not values:
@@ -248,9 +255,9 @@ def load_sweep(path: str | Path) -> Sweep:
 
     configs = []
     for point in points:
-        run_data = _deep_copy(base_data)
+        run_data = deep_copy(base_data)
         for key, value in zip(paths, point, strict=True):
-            _set_path(run_data, key, value)
+            set_path(run_data, key, value)
         try:
             configs.append(config_lib.from_dict(run_data))
         except ConfigError as err:
@@ -277,14 +284,15 @@ def load_sweep(path: str | Path) -> Sweep:
         paths=tuple(paths),
         points=tuple(points),
         configs=tuple(configs),
-        memory_limit_bytes=None if limit is None else int(_number("memory_limit_gb", limit) * GIB),
+        memory_limit_bytes=None if limit is None else int(number("memory_limit_gb", limit) * GIB),
         resolved=resolved,
     )
 
 
-def _deep_copy(data: Any) -> Any:
+def deep_copy(data: Any) -> Any:
+    """A copy of plain YAML data (dicts and lists copied, scalars shared)."""
     if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
+        return {k: deep_copy(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
+        return [deep_copy(v) for v in data]
     return data
