@@ -31,10 +31,10 @@ def x64():
         yield
 
 
-# Modules whose tests take longest, started first: the two workers then end together instead of one
+# Modules whose tests take longest, started first: the workers then end together instead of one
 # waiting while the other runs a long test picked up last.
 HEAVY_FIRST = ("test_sweep.py", "test_learning.py", "test_physics_envs.py", "test_accelerator_script.py",
-               "test_readme.py", "test_fastcpu.py", "test_verify.py", "test_fastcpu_split.py", "test_ntdac.py",
+               "test_search.py", "test_readme.py", "test_fastcpu.py", "test_compare.py", "test_verify.py", "test_fastcpu_split.py", "test_ntdac.py",
                "test_learning_pg.py", "test_cli.py", "test_estimators.py", "test_verify_lqr.py", "test_lqr.py")
 
 
