@@ -104,7 +104,8 @@ def test_console_scripts_are_installed():
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("trpojax-")}
-    assert sorted(scripts) == ["trpojax-evaluate", "trpojax-sweep", "trpojax-train", "trpojax-verify"]
+    assert sorted(scripts) == ["trpojax-compare", "trpojax-evaluate", "trpojax-search", "trpojax-sweep",
+                               "trpojax-train", "trpojax-verify"]
     assert all(callable(ep.load()) for ep in scripts.values())
     proc = subprocess.run([str(Path(sys.executable).parent / "trpojax-train"), "--help"], capture_output=True,
                           text=True, timeout=120)
