@@ -1,9 +1,11 @@
 """Optuna searches (python -m trpojax.search): bad input exits 2 with one line and writes nothing; a
 two-generation search on SQLite killed (kill -9) during its second generation and run again keeps the first
-generation's trials, fails the killed ones and asks their parameters again, and ends with trials.csv, best.yaml
-and the plots; a trial's returns are those of the same config trained alone.
+generation's trials, fails the killed ones and asks their parameters again (and again after a SIGTERM stop in
+the middle of a generation), and ends with trials.csv, best.yaml and the plots; a trial's returns are those of
+the same config trained alone.
 """
 
+import contextlib
 import csv
 import dataclasses
 import os
@@ -25,6 +27,7 @@ from trpojax.search import cli as search_cli
 from trpojax.search import load_search
 from trpojax.search.batch import padded_trials
 from trpojax.search.report import trial_values
+from trpojax.train import StopRequest
 
 BASE = """\
 algo: reinforce
@@ -132,6 +135,20 @@ def test_search_space_distributions(tmp_path):
     assert kinds["reinforce.learning_rate"].traced and kinds["reinforce.learning_rate"].distribution().log
 
 
+class StopAt(StopRequest):
+    """A stop request that turns true, as by SIGTERM, at poll number ``poll`` (0-based)."""
+
+    def __init__(self, poll: int):
+        super().__init__()
+        self.poll = poll
+
+    def __call__(self) -> bool:
+        if self.poll == 0:
+            self.signum = signal.SIGTERM
+        self.poll -= 1
+        return super().__call__()
+
+
 def _running_with_heartbeat(db: Path) -> set[int]:
     """Numbers of the trials RUNNING with a heartbeat recorded (so tagged with their worker)."""
     if not db.exists():
@@ -164,15 +181,21 @@ def test_killed_search_resumes_and_its_trials_match_a_plain_run(tmp_path, capsys
     first = rows(out / "trials.csv")
     assert [(r["trial"], r["state"]) for r in first] == [("0", "COMPLETE"), ("1", "COMPLETE")]
 
+    # Run again (in this process, to save a start-up), stopped as by SIGTERM after its generation's first chunk.
     monkeypatch.setenv("TRPOJAX_CACHE_DIR", str(tmp_path / "cache"))
-    assert search_cli.main(command[3:]) == 0  # run again (in this process, to save a start-up)
+    monkeypatch.setattr(search_cli, "stop_on_signals", lambda: contextlib.nullcontext(StopAt(1)))
+    assert search_cli.main(command[3:]) == 143
     err = capsys.readouterr().err
     assert "trials [2, 3] were left running by a stopped worker: failed, and asked again" in err
+    assert "stopped by SIGTERM during trials 4-5" in err
+    monkeypatch.undo()
+    monkeypatch.setenv("TRPOJAX_CACHE_DIR", str(tmp_path / "cache"))
+    assert search_cli.main(command[3:]) == 0  # and once more, to the end
     table = {r["trial"]: r for r in rows(out / "trials.csv")}
-    states = [table[str(n)]["state"] for n in range(6)]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    states = [table[str(n)]["state"] for n in range(8)]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert table["0"]["iqm"] == first[0]["iqm"] and table["1"]["iqm"] == first[1]["iqm"]  # kept as they were
-    for retry, killed in (("4", "2"), ("5", "3")):  # the killed trials' parameters, asked again
+    for retry, killed in (("4", "2"), ("5", "3"), ("6", "2"), ("7", "3")):  # the same parameters, asked again
         assert table[retry]["retry_of"] == killed
         assert table[retry]["reinforce.learning_rate"] == table[killed]["reinforce.learning_rate"]
         assert table[retry]["gae_lambda"] == table[killed]["gae_lambda"]
@@ -193,7 +216,7 @@ def test_killed_search_resumes_and_its_trials_match_a_plain_run(tmp_path, capsys
         alone = np.asarray(trainer.evaluate(batched, train.eval_keys(two)[s : s + 1])).mean()
         np.testing.assert_allclose(float(best[f"eval_return_seed_{s}"]), alone, rtol=1e-5)
 
-    assert search_cli.main(command[3:]) == 0 and len(rows(out / "trials.csv")) == 6  # finished: nothing asked
+    assert search_cli.main(command[3:]) == 0 and len(rows(out / "trials.csv")) == 8  # finished: nothing asked
     path.write_text(path.read_text().replace("high: 0.99", "high: 0.98"))
     assert search_cli.main(command[3:]) == 2
     assert "holds another search (space differs" in capsys.readouterr().err

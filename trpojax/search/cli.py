@@ -100,7 +100,6 @@ def run_search(search: Search, out_dir: Path, storage: Any, target: int, quiet: 
         print(f"trials {recovered} were left running by a stopped worker: failed, and asked again", file=sys.stderr)
     mesh = make_mesh(jax.local_devices())  # each host is its own Optuna worker
     cache: dict[Any, Any] = {}
-    generation = 0
     with stop_on_signals() as stop:
         while True:
             finished, running = study.counts(the_study)
@@ -118,7 +117,6 @@ def run_search(search: Search, out_dir: Path, storage: Any, target: int, quiet: 
                     the_study.tell(trial, state=opt.trial.TrialState.FAIL)
                     configs.append(None)
             live = [i for i, c in enumerate(configs) if c is not None]
-            generation += 1
             first, last = trials[0].number, trials[-1].number
             if live:
                 t0 = time.perf_counter()
