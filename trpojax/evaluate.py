@@ -172,7 +172,12 @@ def record_video(
     duration_ms = max(20, 10 * round(100 / render.frames_per_second(spec, config.action_repeat)))
     fps = 1000 / duration_ms
     images = [Image.fromarray(frame) for frame in frames]
-    images[0].save(video, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    tmp = video.with_name(f".{video.name}.tmp.gif")  # written whole, then renamed: never half a GIF
+    try:
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+        os.replace(tmp, video)
+    finally:
+        tmp.unlink(missing_ok=True)
     return {
         "video": str(video),
         "checkpoint": manifest["update"],
