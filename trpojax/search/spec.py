@@ -44,6 +44,7 @@ from trpojax.sweep.spec import (
     close_match,
     config_fields,
     deep_copy,
+    load_base,
     mapping,
     number,
     read_yaml,
@@ -237,21 +238,7 @@ def load_search(path: str | Path) -> Search:
         if key not in SEARCH_KEYS:
             raise ConfigError(f"unknown search key {key!r}{close_match(str(key), SEARCH_KEYS)}; "
                               f"allowed: {', '.join(SEARCH_KEYS)}")
-    if not isinstance(data.get("base"), str):
-        raise ConfigError("base: name the base run config file, e.g. base: ../trpo_pendulum.yaml")
-    candidates = [path.parent / data["base"], Path(data["base"])]
-    base_path = next((p for p in candidates if p.is_file()), None)
-    if base_path is None:
-        raise ConfigError(f"base: run config {data['base']!r} not found next to the search file or in the cwd")
-    base_data = mapping(f"base config {str(base_path)!r}", read_yaml(base_path, "base config"))
-    fixed = mapping("set", data.get("set"))
-    for key, value in fixed.items():
-        check_path("set", key)
-        set_path(base_data, key, value)
-    try:
-        base = config_lib.from_dict(base_data)
-    except ConfigError as err:
-        raise ConfigError(f"base config {str(base_path)!r}: {err}") from None
+    base_path, _, fixed, base = load_base(path, data, "search")
     base_data = config_lib.to_dict(base)
 
     space = mapping("space", data.get("space"))

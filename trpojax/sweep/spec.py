@@ -203,6 +203,33 @@ def _random_points(spec: Any, swept: dict[str, Any]) -> tuple[list[str], list[tu
     return list(ranges), samples, resolved
 
 
+def load_base(path: Path, data: dict[str, Any], kind: str) -> tuple[Path, dict[str, Any], dict[str, Any], Config]:
+    """The base run config of a sweep or search file (``kind``): ``(base_path, base_data, fixed, base)``.
+
+    ``base:`` is resolved next to ``path``, else in the cwd; ``set:`` (``fixed``, checked by
+    :func:`check_path`) is applied to the base's plain data (``base_data``), which is then validated (``base``).
+
+    Raises:
+        ConfigError: ``base:`` missing or not found, an unreadable base, a bad ``set:`` path, an invalid result.
+    """
+    if not isinstance(data.get("base"), str):
+        raise ConfigError("base: name the base run config file, e.g. base: ../trpo_cartpole.yaml")
+    candidates = [path.parent / data["base"], Path(data["base"])]
+    base_path = next((p for p in candidates if p.is_file()), None)
+    if base_path is None:
+        raise ConfigError(f"base: run config {data['base']!r} not found next to the {kind} file or in the cwd")
+    base_data = mapping(f"base config {str(base_path)!r}", read_yaml(base_path, "base config"))
+    fixed = mapping("set", data.get("set"))
+    for key, value in fixed.items():
+        check_path("set", key)
+        set_path(base_data, key, value)
+    try:
+        base = config_lib.from_dict(base_data)
+    except ConfigError as err:
+        raise ConfigError(f"base config {str(base_path)!r}: {err}") from None
+    return base_path, base_data, fixed, base
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; every config is built and validated before anything runs.
 
@@ -216,21 +243,7 @@ def load_sweep(path: str | Path) -> Sweep:
         if key not in SWEEP_KEYS:
             allowed = ", ".join(SWEEP_KEYS)
             raise ConfigError(f"unknown sweep key {key!r}{close_match(str(key), SWEEP_KEYS)}; allowed: {allowed}")
-    if not isinstance(data.get("base"), str):
-        raise ConfigError("base: name the base run config file, e.g. base: ../trpo_cartpole.yaml")
-    candidates = [path.parent / data["base"], Path(data["base"])]
-    base_path = next((p for p in candidates if p.is_file()), None)
-    if base_path is None:
-        raise ConfigError(f"base: run config {data['base']!r} not found next to the sweep file or in the cwd")
-    base_data = mapping(f"base config {str(base_path)!r}", read_yaml(base_path, "base config"))
-    fixed = mapping("set", data.get("set"))
-    for key, value in fixed.items():
-        check_path("set", key)
-        set_path(base_data, key, value)
-    try:
-        base = config_lib.from_dict(base_data)
-    except ConfigError as err:
-        raise ConfigError(f"base config {str(base_path)!r}: {err}") from None
+    base_path, base_data, fixed, base = load_base(path, data, "sweep")
     num_seeds = number("num_seeds", data.get("num_seeds", base.num_seeds), integer=True)
     base_data["num_seeds"] = num_seeds
     base = dataclasses.replace(base, num_seeds=num_seeds)
