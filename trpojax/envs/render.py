@@ -19,12 +19,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from trpojax.envs.base import EnvSpec, env_action, flatten_obs
-from trpojax.envs.rollout import PolicyFn
+from trpojax.envs.base import EnvSpec
+from trpojax.envs.rollout import PolicyFn, scan_episodes
 
 Size = tuple[int, int]  # (width, height) in pixels
 SKY, INK, ACCENT, POLE = (255, 255, 255), (40, 40, 40), (204, 77, 51), (202, 152, 101)
@@ -60,32 +59,20 @@ def record_episode(
 ) -> Recording:
     """Episode ``index`` of the ``num_episodes`` that ``evaluate_policy(spec, ..., key, num_episodes)`` runs.
 
-    The batch is stepped exactly as :func:`trpojax.envs.rollout.episodic_rollout` steps it (reset keys
-    ``split(reset_key, n)``, one ``split(env_key, n)`` per step, horizon ``spec.max_episode_steps``); only
-    episode ``index``'s states are kept. Pure and jittable (``num_episodes`` and ``index`` static).
+    The batch is stepped by :func:`trpojax.envs.rollout.scan_episodes`, as the evaluation's is (horizon
+    ``spec.max_episode_steps``); only episode ``index``'s states are kept. Pure and jittable (``num_episodes``
+    and ``index`` static).
 
     Returns:
         The :class:`Recording`; ``sum(reward)`` is that episode's evaluation return, ``sum(mask)`` its length.
     """
-    reset_key, run_key = jax.random.split(key)
-    obs, env_state = jax.vmap(spec.reset)(jax.random.split(reset_key, num_episodes))
-    step_env = jax.vmap(spec.step)
 
-    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
-        env_state, obs, alive = carry
-        act_key, env_key = jax.random.split(step_key)
-        dist = policy_fn(params, normalize(obs))
-        action = dist.mode() if deterministic else dist.sample(act_key)
-        next_obs, next_state, reward, terminated, truncated, _ = step_env(
-            jax.random.split(env_key, num_episodes), env_state, env_action(spec, action)
-        )
-        mask = alive[index].astype(jnp.float32)
-        kept = jax.tree.map(lambda x: x[index], env_state)
-        alive = alive & ~(terminated.astype(bool) | truncated.astype(bool))
-        return (next_state, flatten_obs(spec, next_obs), alive), (kept, mask * reward[index].astype(jnp.float32), mask)
+    def keep(env_state: Any, obs: jax.Array, action: jax.Array, reward: jax.Array, mask: jax.Array) -> tuple:
+        return jax.tree.map(lambda x: x[index], env_state), mask[index] * reward[index], mask[index]
 
-    init = (env_state, flatten_obs(spec, obs), jnp.ones((num_episodes,), bool))
-    _, (states, reward, mask) = jax.lax.scan(step, init, jax.random.split(run_key, spec.max_episode_steps))
+    states, reward, mask = scan_episodes(
+        spec, policy_fn, params, key, num_episodes, spec.max_episode_steps, keep, normalize, deterministic
+    )
     return Recording(states, reward, mask)
 
 

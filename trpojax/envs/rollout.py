@@ -256,23 +256,57 @@ def episodic_rollout(
     Returns:
         The :class:`EpisodeBatch`, arrays ``[n, H, ...]``.
     """
+    def keep(env_state: Any, obs: jax.Array, action: jax.Array, reward: jax.Array, mask: jax.Array) -> tuple:
+        return obs, action, mask * reward, mask
+
+    time_major = scan_episodes(spec, policy_fn, params, key, num_trajectories, horizon, keep, normalize, deterministic)
+    return EpisodeBatch(*(jnp.swapaxes(x, 0, 1) for x in time_major))
+
+
+def scan_episodes(
+    spec: EnvSpec,
+    policy_fn: PolicyFn,
+    params: Any,
+    key: jax.Array,
+    num_trajectories: int,
+    horizon: int,
+    keep: Callable[[Any, jax.Array, jax.Array, jax.Array, jax.Array], Any],
+    normalize: Callable[[jax.Array], jax.Array] = lambda obs: obs,
+    deterministic: bool = False,
+) -> Any:
+    """Step n episodes from fresh resets for ``horizon`` steps: the stepping of :func:`episodic_rollout`.
+
+    Reset keys are ``split(reset_key, n)`` and each step's env keys ``split(env_key, n)``, with
+    ``reset_key, run_key = split(key)`` and one ``(act_key, env_key)`` per step from ``split(run_key, H)``, so
+    any caller with the same key steps the same episodes (:func:`trpojax.envs.render.record_episode` films one
+    of an evaluation's).
+
+    Args:
+        spec, policy_fn, params, key, num_trajectories, horizon, normalize, deterministic: as in
+            :func:`episodic_rollout`.
+        keep: ``(env_state, obs [n, obs_dim], action, reward [n] float32, mask [n] float32) -> pytree``: what
+            to record of each step, from the state and (raw, flattened) observation the action was taken in;
+            ``mask`` is 1 up to and including each episode's first end, 0 after.
+
+    Returns:
+        ``keep``'s pytree stacked time-major, leaves ``[H, ...]``.
+    """
     reset_key, run_key = jax.random.split(key)
     obs, env_state = jax.vmap(spec.reset)(jax.random.split(reset_key, num_trajectories))
     step_env = jax.vmap(spec.step)
 
-    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, tuple]:
+    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, Any]:
         env_state, obs, alive = carry
         act_key, env_key = jax.random.split(step_key)
         dist = policy_fn(params, normalize(obs))
         action = dist.mode() if deterministic else dist.sample(act_key)
-        next_obs, env_state, reward, terminated, truncated, _ = step_env(
+        next_obs, next_state, reward, terminated, truncated, _ = step_env(
             jax.random.split(env_key, num_trajectories), env_state, env_action(spec, action)
         )
-        mask = alive.astype(jnp.float32)
-        out = (obs, action, mask * reward.astype(jnp.float32), mask)
+        out = keep(env_state, obs, action, reward.astype(jnp.float32), alive.astype(jnp.float32))
         alive = alive & ~(terminated.astype(bool) | truncated.astype(bool))
-        return (env_state, flatten_obs(spec, next_obs), alive), out
+        return (next_state, flatten_obs(spec, next_obs), alive), out
 
     init = (env_state, flatten_obs(spec, obs), jnp.ones((num_trajectories,), bool))
     _, time_major = jax.lax.scan(step, init, jax.random.split(run_key, horizon))
-    return EpisodeBatch(*(jnp.swapaxes(x, 0, 1) for x in time_major))
+    return time_major
