@@ -34,8 +34,9 @@ def x64():
 # Modules whose tests take longest, started first: the workers then end together instead of one
 # waiting while the other runs a long test picked up last.
 HEAVY_FIRST = ("test_sweep.py", "test_learning.py", "test_physics_envs.py", "test_accelerator_script.py",
-               "test_search.py", "test_readme.py", "test_fastcpu.py", "test_compare.py", "test_verify.py", "test_fastcpu_split.py", "test_ntdac.py",
-               "test_learning_pg.py", "test_cli.py", "test_estimators.py", "test_verify_lqr.py", "test_lqr.py")
+               "test_search.py", "test_readme.py", "test_fastcpu.py", "test_compare.py", "test_verify.py",
+               "test_fastcpu_split.py", "test_ntdac.py", "test_learning_pg.py", "test_cli.py", "test_estimators.py",
+               "test_verify_lqr.py", "test_lqr.py")
 
 
 def pytest_collection_modifyitems(items):
