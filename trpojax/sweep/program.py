@@ -166,7 +166,8 @@ def device_memory_limit(sweep: Sweep) -> int:
 
 
 class Compiled(NamedTuple):
-    """The compiled programs of one static group at one padded run count (see :func:`build_program`)."""
+    """The compiled programs of one static group at one padded run count (see :func:`build_program`); the
+    fields of the same names in :class:`Program`."""
 
     init: Any
     chunks: dict[int, Any]
@@ -219,10 +220,7 @@ def build_program(
             cache[key] = compiled
     return Program(
         group=group, runs=runs, padded=padded, config_index=config_index, seed_index=seed_index, keys=keys,
-        run_configs=run_configs, init=compiled.init, chunks=compiled.chunks, evaluate=compiled.evaluate,
-        lengths=compiled.lengths, state_shapes=compiled.state_shapes,
-        env_steps_per_update=compiled.env_steps_per_update, memory_bytes=compiled.memory_bytes,
-        compile_s=time.perf_counter() - t0,
+        run_configs=run_configs, **compiled._asdict(), compile_s=time.perf_counter() - t0,
     )
 
 
