@@ -100,6 +100,7 @@ def run_search(search: Search, out_dir: Path, storage: Any, target: int, quiet: 
         print(f"trials {recovered} were left running by a stopped worker: failed, and asked again", file=sys.stderr)
     mesh = make_mesh(jax.local_devices())  # each host is its own Optuna worker
     cache: dict[Any, Any] = {}
+    written = False  # the outputs, after this process's last generation
     with stop_on_signals() as stop:
         while True:
             finished, running = study.counts(the_study)
@@ -144,14 +145,15 @@ def run_search(search: Search, out_dir: Path, storage: Any, target: int, quiet: 
                         f"(compile {result.compile_s:.1f} s), {rate:,.0f} env steps/s")
             else:
                 note = "no valid trial"
-            best = report.write_outputs(out_dir, search, the_study)
+            best, written = report.write_outputs(out_dir, search, the_study), True
             finished, _ = study.counts(the_study)
             best_note = f"best trial {best.number}: {best.value:.2f}" if best is not None else "no trial complete"
             print(f"trials {first}-{last}: {note}; {finished}/{target} finished; {best_note}", flush=True)
         if stop():
             print(f"stopped by {stop.name} between generations; continue with the same command", file=sys.stderr)
             return stop.exit_code
-    best = report.write_outputs(out_dir, search, the_study)
+    if not written:  # nothing was run here (a finished study): write the outputs once
+        best = report.write_outputs(out_dir, search, the_study)
     if best is None:
         print(f"search {search.name}: no trial completed -> {out_dir}")
     else:
